@@ -1,0 +1,541 @@
+//! outpost's node configuration.
+//!
+//! The TOML is first read into serde "raw" structs that keep each value's span, then
+//! validated into [`Config`]: once a [`TenantConfig`] exists its routes parse, its limits are
+//! in range, its sizes are bytes and its durations are [`Duration`]s. Every semantic problem
+//! is collected, so `outpost check` can report them all at once, each with file, line,
+//! tenant and key.
+//!
+//! ```
+//! let config = outpost_config::Config::parse(
+//!     r#"
+//!     [[tenant]]
+//!     name = "shop"
+//!     component = "shop.wasm"
+//!     routes = ["shop.example.com", "/shop"]
+//!     limits = { memory = "64MiB", timeout = "250ms" }
+//!     "#,
+//!     std::path::Path::new("node.toml"),
+//! )
+//! .unwrap();
+//! assert_eq!(config.tenants[0].limits.memory, 64 << 20);
+//! ```
+
+mod error;
+mod raw;
+mod route;
+mod units;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{ConfigError, ConfigErrors, Location};
+pub use route::{HostPattern, Route};
+pub use units::{format_size, parse_duration, parse_size};
+
+use raw::{LenientConfig, RawConfig, RawLimits, RawTenant, SizeValue};
+use toml::Spanned;
+
+/// Address the public listener binds when `[server] listen` is not set.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Node id when `[node] id` is not set.
+pub const DEFAULT_NODE_ID: &str = "outpost";
+/// Data directory (relative to the config file) when `[node] data_dir` is not set.
+pub const DEFAULT_DATA_DIR: &str = "data";
+/// How many instances may be live on the node at once, across all tenants.
+pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+
+/// Fuel per request when a tenant sets none: roughly a second of busy guest CPU.
+pub const DEFAULT_FUEL: u64 = 1_000_000_000;
+/// Linear memory per instance when a tenant sets none (Workers' isolate limit).
+pub const DEFAULT_MEMORY_BYTES: u64 = 128 << 20;
+/// Wall-clock budget per request when a tenant sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests a tenant may have in flight when it sets none.
+pub const DEFAULT_CONCURRENCY: u32 = 64;
+/// Request body size when a tenant sets none (Workers' free-plan limit).
+pub const DEFAULT_BODY_BYTES: u64 = 100 << 20;
+
+/// The smallest memory cap that can hold a Rust guest's stack and heap.
+pub const MIN_MEMORY_BYTES: u64 = 1 << 20;
+/// The largest memory a 32-bit wasm instance can address.
+pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
+/// Upper bound on a request's wall-clock budget.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Upper bound on a tenant's concurrency.
+pub const MAX_CONCURRENCY: u32 = 100_000;
+
+/// A whole, valid node configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// `[node]`.
+    pub node: NodeConfig,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[[tenant]]`, in file order.
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// `[node]`: this node's identity and storage.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Names the node in logs and (later) in headers.
+    pub id: String,
+    /// Where compiled components and tenants' data live; relative paths in the config are
+    /// resolved against the config file's directory.
+    pub data_dir: PathBuf,
+    /// Total live instances the pooling allocator reserves room for.
+    pub max_instances: u32,
+}
+
+/// `[server]`: the public listener.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address of the plain HTTP listener (HTTP/1.1 and cleartext HTTP/2).
+    pub listen: SocketAddr,
+}
+
+/// One tenant: a component, the routes it answers, and its limits.
+#[derive(Debug, Clone)]
+pub struct TenantConfig {
+    /// Unique on the node; lowercase letters, digits, `-` and `_`.
+    pub name: String,
+    /// The `wasi:http` component, resolved against the config file's directory.
+    pub component: PathBuf,
+    /// Where `component` is written, for errors about the component itself.
+    pub component_at: Location,
+    /// At least one route.
+    pub routes: Vec<Route>,
+    /// Plain variables, given to the guest as environment variables.
+    pub vars: BTreeMap<String, String>,
+    /// Per-request limits.
+    pub limits: Limits,
+    /// Reuse an instance for several requests (sequentially) instead of a fresh one each.
+    pub reuse: bool,
+}
+
+/// Per-request limits of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel (deterministic units of guest work) per request.
+    pub fuel: u64,
+    /// CPU time per request, measured on the thread's CPU clock while the guest runs.
+    pub cpu: Option<Duration>,
+    /// Linear memory (and table) bytes per instance.
+    pub memory: u64,
+    /// Wall-clock time per request, including streaming the body and work after the
+    /// response.
+    pub timeout: Duration,
+    /// Requests in flight at once; more get 503 with `Retry-After`.
+    pub concurrency: u32,
+    /// Request body bytes; more get 413.
+    pub body: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            fuel: DEFAULT_FUEL,
+            cpu: None,
+            memory: DEFAULT_MEMORY_BYTES,
+            timeout: DEFAULT_TIMEOUT,
+            concurrency: DEFAULT_CONCURRENCY,
+            body: DEFAULT_BODY_BYTES,
+        }
+    }
+}
+
+/// A config read as far as it could be: what validated, and every problem found.
+///
+/// `config` is `None` only when the file could not be read or is not well-formed TOML of
+/// the right shape; otherwise it holds the tenants that validated, so that `outpost check`
+/// can go on to load their components and report those problems too.
+#[derive(Debug)]
+pub struct CheckedConfig {
+    /// The valid part.
+    pub config: Option<Config>,
+    /// Every problem, in file order.
+    pub errors: Vec<ConfigError>,
+}
+
+impl Config {
+    /// Reads and validates the config at `path`; any problem refuses the whole config.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Config::check_file(path).into_result()
+    }
+
+    /// Validates `source` as if read from `path`.
+    pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
+        Config::check_source(source, path).into_result()
+    }
+
+    /// Reads the config at `path` and reports every problem rather than stopping at one.
+    pub fn check_file(path: &Path) -> CheckedConfig {
+        match std::fs::read_to_string(path) {
+            Ok(source) => Config::check_source(&source, path),
+            Err(error) => CheckedConfig {
+                config: None,
+                errors: vec![ConfigError::new(
+                    Location::file_only(path),
+                    format!("cannot read the config file: {error}"),
+                )],
+            },
+        }
+    }
+
+    /// Validates `source` as if read from `path`, reporting every problem.
+    pub fn check_source(source: &str, path: &Path) -> CheckedConfig {
+        let raw: RawConfig = match toml::from_str(source) {
+            Ok(raw) => raw,
+            Err(error) => {
+                return CheckedConfig {
+                    config: None,
+                    errors: vec![structural_error(source, path, &error)],
+                };
+            }
+        };
+        let mut validator = Validator {
+            source,
+            path,
+            base: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            errors: Vec::new(),
+        };
+        let config = validator.config(raw);
+        let mut errors = validator.errors;
+        errors.sort_by_key(|e| (e.location.line, e.location.column));
+        CheckedConfig {
+            config: Some(config),
+            errors,
+        }
+    }
+}
+
+impl CheckedConfig {
+    fn into_result(self) -> Result<Config, ConfigErrors> {
+        match self.config {
+            Some(config) if self.errors.is_empty() => Ok(config),
+            _ => Err(ConfigErrors(self.errors)),
+        }
+    }
+}
+
+/// A TOML syntax error, unknown key or wrong type: toml stops at the first, so this is
+/// one error, placed as precisely as the span allows.
+fn structural_error(source: &str, path: &Path, error: &toml::de::Error) -> ConfigError {
+    let message = error.message().trim().to_string();
+    let Some(span) = error.span() else {
+        return ConfigError::new(Location::file_only(path), message);
+    };
+    let mut located = ConfigError::new(Location::at_offset(path, source, span.start), message);
+    if let Some(key) = key_at(source, span.clone()) {
+        located = located.key(key);
+    }
+    if let Some(tenant) = tenant_at(source, span.start) {
+        located = located.tenant(tenant);
+    }
+    located
+}
+
+/// The key a span names: the span itself when it covers a key, else the key before `=`.
+fn key_at(source: &str, span: std::ops::Range<usize>) -> Option<String> {
+    let is_key_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.';
+    let spanned = source.get(span.clone())?.trim();
+    if !spanned.is_empty() && spanned.chars().all(is_key_char) {
+        let after = source[span.end..].trim_start();
+        if after.starts_with('=') {
+            return Some(spanned.to_string());
+        }
+    }
+    let before = source[..span.start].trim_end();
+    let before = before.strip_suffix('=')?.trim_end();
+    let start = before
+        .rfind(|c: char| !is_key_char(c))
+        .map_or(0, |i| i + 1);
+    let key = &before[start..];
+    (!key.is_empty()).then(|| key.to_string())
+}
+
+/// The name of the `[[tenant]]` whose table contains `offset`, if the file parses that far.
+fn tenant_at(source: &str, offset: usize) -> Option<String> {
+    let lenient: LenientConfig = toml::from_str(source).ok()?;
+    lenient
+        .tenant
+        .iter()
+        .filter(|tenant| tenant.span().start <= offset)
+        .next_back()
+        .and_then(|tenant| tenant.get_ref().name.clone())
+}
+
+struct Validator<'a> {
+    source: &'a str,
+    path: &'a Path,
+    base: PathBuf,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn at(&self, span: std::ops::Range<usize>) -> Location {
+        Location::at_offset(self.path, self.source, span.start)
+    }
+
+    fn error<T>(&self, value: &Spanned<T>, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::new(self.at(value.span()), message).key(key)
+    }
+
+    fn resolve(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base.join(path)
+        }
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Config {
+        let node = self.node(raw.node);
+        let server = self.server(raw.server);
+        let mut tenants = Vec::new();
+        let mut names: HashMap<String, usize> = HashMap::new();
+        let mut claimed: HashMap<Route, String> = HashMap::new();
+        for raw_tenant in raw.tenant {
+            let header_line = self.at(raw_tenant.span()).line;
+            let raw_tenant = raw_tenant.into_inner();
+            let name = raw_tenant.name.get_ref().clone();
+            if let Some(first_line) = names.get(&name) {
+                let error = self
+                    .error(&raw_tenant.name, "name", format!(
+                        "tenant name `{name}` is already used by the tenant on line {first_line}; names must be unique"
+                    ))
+                    .tenant(&name);
+                self.errors.push(error);
+                continue;
+            }
+            names.insert(name.clone(), header_line);
+            if let Some(tenant) = self.tenant(raw_tenant, &mut claimed) {
+                tenants.push(tenant);
+            }
+        }
+        Config {
+            path: self.path.to_path_buf(),
+            node,
+            server,
+            tenants,
+        }
+    }
+
+    fn node(&mut self, raw: Option<Spanned<raw::RawNode>>) -> NodeConfig {
+        let mut node = NodeConfig {
+            id: DEFAULT_NODE_ID.to_string(),
+            data_dir: self.resolve(DEFAULT_DATA_DIR),
+            max_instances: DEFAULT_MAX_INSTANCES,
+        };
+        let Some(raw) = raw.map(Spanned::into_inner) else {
+            return node;
+        };
+        if let Some(id) = raw.id {
+            if is_name(id.get_ref()) {
+                node.id = id.into_inner();
+            } else {
+                let error = self.error(&id, "node.id", "use lowercase letters, digits, `-` and `_` (at most 63)");
+                self.errors.push(error);
+            }
+        }
+        if let Some(dir) = raw.data_dir {
+            if dir.get_ref().trim().is_empty() {
+                let error = self.error(&dir, "node.data_dir", "cannot be empty");
+                self.errors.push(error);
+            } else {
+                node.data_dir = self.resolve(dir.get_ref());
+            }
+        }
+        if let Some(max) = raw.max_instances {
+            if (1..=100_000).contains(max.get_ref()) {
+                node.max_instances = *max.get_ref();
+            } else {
+                let error = self.error(&max, "node.max_instances", "must be between 1 and 100000");
+                self.errors.push(error);
+            }
+        }
+        node
+    }
+
+    fn server(&mut self, raw: Option<Spanned<raw::RawServer>>) -> ServerConfig {
+        let default = DEFAULT_LISTEN.parse().expect("DEFAULT_LISTEN is a socket address");
+        let mut server = ServerConfig { listen: default };
+        if let Some(listen) = raw.and_then(|raw| raw.into_inner().listen) {
+            match listen.get_ref().parse() {
+                Ok(addr) => server.listen = addr,
+                Err(_) => {
+                    let error = self.error(&listen, "server.listen", format!(
+                        "`{}` is not a socket address; write it like \"0.0.0.0:8080\" or \"[::]:8080\"",
+                        listen.get_ref()
+                    ));
+                    self.errors.push(error);
+                }
+            }
+        }
+        server
+    }
+
+    /// Validates one tenant; `None` if anything about it is wrong (the errors say what).
+    fn tenant(
+        &mut self,
+        raw: RawTenant,
+        claimed: &mut HashMap<Route, String>,
+    ) -> Option<TenantConfig> {
+        let before = self.errors.len();
+        let name = raw.name.get_ref().clone();
+        let mut errors = Vec::new();
+        if !is_name(&name) {
+            errors.push(self.error(&raw.name, "name", "use lowercase letters, digits, `-` and `_`, starting with a letter or digit (at most 63)"));
+        }
+        if raw.component.get_ref().trim().is_empty() {
+            errors.push(self.error(&raw.component, "component", "give the path of the tenant's .wasm component"));
+        }
+        let component = self.resolve(raw.component.get_ref());
+        let component_at = self.at(raw.component.span());
+
+        let mut routes = Vec::new();
+        if raw.routes.get_ref().is_empty() {
+            errors.push(self.error(&raw.routes, "routes", "a tenant needs at least one route, e.g. [\"example.com\"] or [\"/app\"]"));
+        }
+        for text in raw.routes.get_ref() {
+            match Route::parse(text.get_ref()) {
+                Ok(route) => {
+                    if routes.contains(&route) {
+                        errors.push(self.error(text, "routes", format!("route `{route}` is listed twice")));
+                    } else if let Some(owner) = claimed.get(&route).filter(|owner| **owner != name) {
+                        errors.push(self.error(text, "routes", format!(
+                            "route `{route}` is already claimed by tenant `{owner}`; each route belongs to one tenant"
+                        )));
+                    } else {
+                        claimed.insert(route.clone(), name.clone());
+                        routes.push(route);
+                    }
+                }
+                Err(message) => errors.push(self.error(text, "routes", message)),
+            }
+        }
+
+        let mut vars = BTreeMap::new();
+        for (key, value) in raw.vars {
+            let text = match value.get_ref() {
+                toml::Value::String(s) => Some(s.clone()),
+                toml::Value::Integer(i) => Some(i.to_string()),
+                toml::Value::Float(f) => Some(f.to_string()),
+                toml::Value::Boolean(b) => Some(b.to_string()),
+                _ => None,
+            };
+            let var_key = format!("vars.{key}");
+            if !is_env_name(&key) {
+                errors.push(self.error(&value, &var_key, "a variable name is letters, digits and `_`, not starting with a digit"));
+            }
+            match text {
+                Some(text) => {
+                    vars.insert(key, text);
+                }
+                None => errors.push(self.error(&value, &var_key, "a variable is a string, number or boolean")),
+            }
+        }
+
+        let limits = match raw.limits {
+            Some(limits) => self.limits(limits.into_inner(), &mut errors),
+            None => Limits::default(),
+        };
+        let reuse = raw.reuse.is_some_and(Spanned::into_inner);
+
+        for error in errors {
+            self.errors.push(error.tenant(&name));
+        }
+        (self.errors.len() == before).then(|| TenantConfig {
+            name,
+            component,
+            component_at,
+            routes,
+            vars,
+            limits,
+            reuse,
+        })
+    }
+
+    fn limits(&self, raw: RawLimits, errors: &mut Vec<ConfigError>) -> Limits {
+        let mut limits = Limits::default();
+        if let Some(fuel) = raw.fuel {
+            if *fuel.get_ref() == 0 {
+                errors.push(self.error(&fuel, "limits.fuel", "must be above 0"));
+            } else {
+                limits.fuel = fuel.into_inner();
+            }
+        }
+        if let Some(memory) = raw.memory {
+            match size(memory.get_ref()) {
+                Ok(bytes) if (MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(&bytes) => {
+                    limits.memory = bytes;
+                }
+                Ok(bytes) => errors.push(self.error(&memory, "limits.memory", format!(
+                    "{} is out of range; use between 1MiB and 4GiB",
+                    format_size(bytes)
+                ))),
+                Err(message) => errors.push(self.error(&memory, "limits.memory", message)),
+            }
+        }
+        if let Some(body) = raw.body {
+            match size(body.get_ref()) {
+                Ok(bytes) => limits.body = bytes,
+                Err(message) => errors.push(self.error(&body, "limits.body", message)),
+            }
+        }
+        if let Some(timeout) = raw.timeout {
+            match parse_duration(timeout.get_ref()) {
+                Ok(d) if !d.is_zero() && d <= MAX_TIMEOUT => limits.timeout = d,
+                Ok(_) => errors.push(self.error(&timeout, "limits.timeout", "must be above 0 and at most 1h")),
+                Err(message) => errors.push(self.error(&timeout, "limits.timeout", message)),
+            }
+        }
+        if let Some(cpu) = raw.cpu {
+            match parse_duration(cpu.get_ref()) {
+                Ok(d) if !d.is_zero() => limits.cpu = Some(d),
+                Ok(_) => errors.push(self.error(&cpu, "limits.cpu", "must be above 0")),
+                Err(message) => errors.push(self.error(&cpu, "limits.cpu", message)),
+            }
+        }
+        if let Some(concurrency) = raw.concurrency {
+            if (1..=MAX_CONCURRENCY).contains(concurrency.get_ref()) {
+                limits.concurrency = concurrency.into_inner();
+            } else {
+                errors.push(self.error(&concurrency, "limits.concurrency", format!("must be between 1 and {MAX_CONCURRENCY}")));
+            }
+        }
+        limits
+    }
+}
+
+fn size(value: &SizeValue) -> Result<u64, String> {
+    match value {
+        SizeValue::Bytes(bytes) => Ok(*bytes),
+        SizeValue::Text(text) => parse_size(text),
+    }
+}
+
+/// Tenant and node names end up in paths and metric labels: keep them plain.
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn is_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests;

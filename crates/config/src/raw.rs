@@ -1,0 +1,75 @@
+//! The config as written: serde structs that keep every value's span, so that validation
+//! (in `lib.rs`) can point at the line that is wrong.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub node: Option<Spanned<RawNode>>,
+    #[serde(default)]
+    pub server: Option<Spanned<RawServer>>,
+    #[serde(default)]
+    pub tenant: Vec<Spanned<RawTenant>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNode {
+    pub id: Option<Spanned<String>>,
+    pub data_dir: Option<Spanned<String>>,
+    pub max_instances: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub listen: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTenant {
+    pub name: Spanned<String>,
+    pub component: Spanned<String>,
+    pub routes: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub vars: BTreeMap<String, Spanned<toml::Value>>,
+    pub limits: Option<Spanned<RawLimits>>,
+    pub reuse: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub fuel: Option<Spanned<u64>>,
+    pub cpu: Option<Spanned<String>>,
+    pub memory: Option<Spanned<SizeValue>>,
+    pub timeout: Option<Spanned<String>>,
+    pub concurrency: Option<Spanned<u32>>,
+    pub body: Option<Spanned<SizeValue>>,
+}
+
+/// A size may be written `"64MiB"` or as a plain number of bytes.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+/// Just enough of a tenant to say which tenant a structural error sits in.
+#[derive(Debug, Deserialize)]
+pub(crate) struct LenientConfig {
+    #[serde(default)]
+    pub tenant: Vec<Spanned<LenientTenant>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct LenientTenant {
+    pub name: Option<String>,
+}

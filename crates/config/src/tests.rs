@@ -1,0 +1,166 @@
+use super::*;
+
+fn check(source: &str) -> CheckedConfig {
+    Config::check_source(source, Path::new("conf/node.toml"))
+}
+
+fn only_error(source: &str) -> ConfigError {
+    let checked = check(source);
+    assert_eq!(checked.errors.len(), 1, "expected one error, got {:?}", checked.errors);
+    checked.errors.into_iter().next().unwrap()
+}
+
+const TWO_TENANTS: &str = r#"
+[node]
+id = "fra-1"
+
+[[tenant]]
+name = "shop"
+component = "shop.wasm"
+routes = ["shop.example.com"]
+
+[[tenant]]
+name = "blog"
+component = "/abs/blog.wasm"
+routes = ["/blog"]
+vars = { GREETING = "hi", RETRIES = 3 }
+limits = { fuel = 5000, memory = "16MiB", timeout = "250ms", concurrency = 2, body = 1024, cpu = "50ms" }
+reuse = true
+"#;
+
+#[test]
+fn valid_config_resolves_paths_and_applies_defaults() {
+    let config = Config::parse(TWO_TENANTS, Path::new("conf/node.toml")).unwrap();
+    assert_eq!(config.node.id, "fra-1");
+    assert_eq!(config.node.data_dir, Path::new("conf/data"));
+    assert_eq!(config.server.listen.to_string(), DEFAULT_LISTEN);
+
+    let shop = &config.tenants[0];
+    assert_eq!(shop.component, Path::new("conf/shop.wasm"));
+    assert_eq!(shop.limits, Limits::default());
+    assert!(!shop.reuse);
+
+    let blog = &config.tenants[1];
+    assert_eq!(blog.component, Path::new("/abs/blog.wasm"));
+    assert_eq!(blog.vars["RETRIES"], "3");
+    assert_eq!(
+        blog.limits,
+        Limits {
+            fuel: 5000,
+            cpu: Some(Duration::from_millis(50)),
+            memory: 16 << 20,
+            timeout: Duration::from_millis(250),
+            concurrency: 2,
+            body: 1024,
+        }
+    );
+    assert!(blog.reuse);
+}
+
+#[test]
+fn syntax_error_names_file_and_line() {
+    let error = only_error("[[tenant]]\nname = \"a\"\ncomponent = \n");
+    assert_eq!(error.location.file, Path::new("conf/node.toml"));
+    assert_eq!(error.location.line, 3);
+}
+
+#[test]
+fn unknown_key_names_line_key_and_tenant() {
+    let error = only_error(
+        "[[tenant]]\nname = \"shop\"\ncomponent = \"a.wasm\"\nroutes = [\"/\"]\nlimts = {}\n",
+    );
+    assert_eq!(error.location.line, 5);
+    assert_eq!(error.key.as_deref(), Some("limts"));
+    assert_eq!(error.tenant.as_deref(), Some("shop"));
+    assert!(error.message.contains("unknown field"), "{error}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let error = only_error(
+        "[[tenant]]\nname = \"shop\"\ncomponent = \"a.wasm\"\nroutes = [\"/\"]\nlimits = { fuel = \"lots\" }\n",
+    );
+    assert_eq!(error.location.line, 5);
+    assert_eq!(error.key.as_deref(), Some("fuel"));
+}
+
+#[test]
+fn duplicate_tenant_name_points_at_the_second() {
+    let error = only_error(
+        "[[tenant]]\nname = \"a\"\ncomponent = \"a.wasm\"\nroutes = [\"/a\"]\n\n[[tenant]]\nname = \"a\"\ncomponent = \"b.wasm\"\nroutes = [\"/b\"]\n",
+    );
+    assert_eq!(error.location.line, 7);
+    assert_eq!(error.key.as_deref(), Some("name"));
+    assert!(error.message.contains("already used"), "{error}");
+}
+
+#[test]
+fn route_claimed_by_two_tenants_names_the_owner() {
+    let error = only_error(
+        "[[tenant]]\nname = \"a\"\ncomponent = \"a.wasm\"\nroutes = [\"example.com/api/\"]\n\n[[tenant]]\nname = \"b\"\ncomponent = \"b.wasm\"\nroutes = [\"example.com/api\"]\n",
+    );
+    assert_eq!(error.tenant.as_deref(), Some("b"));
+    assert_eq!(error.location.line, 9);
+    assert!(error.message.contains("claimed by tenant `a`"), "{error}");
+}
+
+#[test]
+fn every_semantic_problem_is_reported_at_once() {
+    let checked = check(
+        r#"
+[server]
+listen = "nowhere"
+
+[[tenant]]
+name = "Bad Name"
+component = "a.wasm"
+routes = []
+
+[[tenant]]
+name = "ok"
+component = "b.wasm"
+routes = ["/b"]
+limits = { memory = "64XB", timeout = "30", concurrency = 0 }
+"#,
+    );
+    let keys: Vec<_> = checked.errors.iter().map(|e| e.key.clone().unwrap()).collect();
+    assert_eq!(
+        keys,
+        [
+            "server.listen",
+            "name",
+            "routes",
+            "limits.memory",
+            "limits.timeout",
+            "limits.concurrency"
+        ]
+    );
+    assert!(checked.config.unwrap().tenants.is_empty());
+}
+
+#[test]
+fn out_of_range_memory_is_refused() {
+    let error = only_error(
+        "[[tenant]]\nname = \"a\"\ncomponent = \"a.wasm\"\nroutes = [\"/\"]\nlimits = { memory = \"8GiB\" }\n",
+    );
+    assert!(error.message.contains("out of range"), "{error}");
+}
+
+#[test]
+fn display_reads_like_a_compiler_message() {
+    let error = only_error(
+        "[[tenant]]\nname = \"shop\"\ncomponent = \"a.wasm\"\nroutes = [\"https://x\"]\n",
+    );
+    let text = error.to_string();
+    assert!(
+        text.starts_with("conf/node.toml:4:11: tenant `shop`: `routes`: route `https://x` has a scheme"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unreadable_file_is_an_error_not_a_panic() {
+    let checked = Config::check_file(Path::new("/nonexistent/outpost.toml"));
+    assert!(checked.config.is_none());
+    assert!(checked.errors[0].message.contains("cannot read"));
+}
