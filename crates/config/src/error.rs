@@ -18,7 +18,10 @@ impl Location {
     pub(crate) fn at_offset(file: &std::path::Path, source: &str, offset: usize) -> Location {
         let before = &source[..offset.min(source.len())];
         let line = before.matches('\n').count() + 1;
-        let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+        let column = before
+            .rfind('\n')
+            .map_or(before.len(), |nl| before.len() - nl - 1)
+            + 1;
         Location {
             file: file.to_path_buf(),
             line,

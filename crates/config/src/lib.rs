@@ -252,9 +252,7 @@ fn key_at(source: &str, span: std::ops::Range<usize>) -> Option<String> {
     }
     let before = source[..span.start].trim_end();
     let before = before.strip_suffix('=')?.trim_end();
-    let start = before
-        .rfind(|c: char| !is_key_char(c))
-        .map_or(0, |i| i + 1);
+    let start = before.rfind(|c: char| !is_key_char(c)).map_or(0, |i| i + 1);
     let key = &before[start..];
     (!key.is_empty()).then(|| key.to_string())
 }
@@ -340,7 +338,11 @@ impl Validator<'_> {
             if is_name(id.get_ref()) {
                 node.id = id.into_inner();
             } else {
-                let error = self.error(&id, "node.id", "use lowercase letters, digits, `-` and `_` (at most 63)");
+                let error = self.error(
+                    &id,
+                    "node.id",
+                    "use lowercase letters, digits, `-` and `_` (at most 63)",
+                );
                 self.errors.push(error);
             }
         }
@@ -364,7 +366,9 @@ impl Validator<'_> {
     }
 
     fn server(&mut self, raw: Option<Spanned<raw::RawServer>>) -> ServerConfig {
-        let default = DEFAULT_LISTEN.parse().expect("DEFAULT_LISTEN is a socket address");
+        let default = DEFAULT_LISTEN
+            .parse()
+            .expect("DEFAULT_LISTEN is a socket address");
         let mut server = ServerConfig { listen: default };
         if let Some(listen) = raw.and_then(|raw| raw.into_inner().listen) {
             match listen.get_ref().parse() {
@@ -394,21 +398,34 @@ impl Validator<'_> {
             errors.push(self.error(&raw.name, "name", "use lowercase letters, digits, `-` and `_`, starting with a letter or digit (at most 63)"));
         }
         if raw.component.get_ref().trim().is_empty() {
-            errors.push(self.error(&raw.component, "component", "give the path of the tenant's .wasm component"));
+            errors.push(self.error(
+                &raw.component,
+                "component",
+                "give the path of the tenant's .wasm component",
+            ));
         }
         let component = self.resolve(raw.component.get_ref());
         let component_at = self.at(raw.component.span());
 
         let mut routes = Vec::new();
         if raw.routes.get_ref().is_empty() {
-            errors.push(self.error(&raw.routes, "routes", "a tenant needs at least one route, e.g. [\"example.com\"] or [\"/app\"]"));
+            errors.push(self.error(
+                &raw.routes,
+                "routes",
+                "a tenant needs at least one route, e.g. [\"example.com\"] or [\"/app\"]",
+            ));
         }
         for text in raw.routes.get_ref() {
             match Route::parse(text.get_ref()) {
                 Ok(route) => {
                     if routes.contains(&route) {
-                        errors.push(self.error(text, "routes", format!("route `{route}` is listed twice")));
-                    } else if let Some(owner) = claimed.get(&route).filter(|owner| **owner != name) {
+                        errors.push(self.error(
+                            text,
+                            "routes",
+                            format!("route `{route}` is listed twice"),
+                        ));
+                    } else if let Some(owner) = claimed.get(&route).filter(|owner| **owner != name)
+                    {
                         errors.push(self.error(text, "routes", format!(
                             "route `{route}` is already claimed by tenant `{owner}`; each route belongs to one tenant"
                         )));
@@ -432,13 +449,21 @@ impl Validator<'_> {
             };
             let var_key = format!("vars.{key}");
             if !is_env_name(&key) {
-                errors.push(self.error(&value, &var_key, "a variable name is letters, digits and `_`, not starting with a digit"));
+                errors.push(self.error(
+                    &value,
+                    &var_key,
+                    "a variable name is letters, digits and `_`, not starting with a digit",
+                ));
             }
             match text {
                 Some(text) => {
                     vars.insert(key, text);
                 }
-                None => errors.push(self.error(&value, &var_key, "a variable is a string, number or boolean")),
+                None => errors.push(self.error(
+                    &value,
+                    &var_key,
+                    "a variable is a string, number or boolean",
+                )),
             }
         }
 
@@ -476,10 +501,14 @@ impl Validator<'_> {
                 Ok(bytes) if (MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(&bytes) => {
                     limits.memory = bytes;
                 }
-                Ok(bytes) => errors.push(self.error(&memory, "limits.memory", format!(
-                    "{} is out of range; use between 1MiB and 4GiB",
-                    format_size(bytes)
-                ))),
+                Ok(bytes) => errors.push(self.error(
+                    &memory,
+                    "limits.memory",
+                    format!(
+                        "{} is out of range; use between 1MiB and 4GiB",
+                        format_size(bytes)
+                    ),
+                )),
                 Err(message) => errors.push(self.error(&memory, "limits.memory", message)),
             }
         }
@@ -492,7 +521,11 @@ impl Validator<'_> {
         if let Some(timeout) = raw.timeout {
             match parse_duration(timeout.get_ref()) {
                 Ok(d) if !d.is_zero() && d <= MAX_TIMEOUT => limits.timeout = d,
-                Ok(_) => errors.push(self.error(&timeout, "limits.timeout", "must be above 0 and at most 1h")),
+                Ok(_) => errors.push(self.error(
+                    &timeout,
+                    "limits.timeout",
+                    "must be above 0 and at most 1h",
+                )),
                 Err(message) => errors.push(self.error(&timeout, "limits.timeout", message)),
             }
         }
@@ -507,7 +540,11 @@ impl Validator<'_> {
             if (1..=MAX_CONCURRENCY).contains(concurrency.get_ref()) {
                 limits.concurrency = concurrency.into_inner();
             } else {
-                errors.push(self.error(&concurrency, "limits.concurrency", format!("must be between 1 and {MAX_CONCURRENCY}")));
+                errors.push(self.error(
+                    &concurrency,
+                    "limits.concurrency",
+                    format!("must be between 1 and {MAX_CONCURRENCY}"),
+                ));
             }
         }
         limits

@@ -43,7 +43,10 @@ impl Route {
     pub fn parse(text: &str) -> Result<Route, String> {
         let text = text.trim();
         if text.is_empty() {
-            return Err("a route cannot be empty; write \"host\", \"*.host\", \"host/path\" or \"/path\"".into());
+            return Err(
+                "a route cannot be empty; write \"host\", \"*.host\", \"host/path\" or \"/path\""
+                    .into(),
+            );
         }
         if text.contains("://") {
             return Err(format!(
@@ -104,7 +107,10 @@ fn parse_path(path: &str, route: &str) -> Result<String, String> {
             "route `{route}` has `?`, `#`, `*` or a space in its path; a route is a plain path prefix"
         ));
     }
-    if path.split('/').any(|segment| segment == ".." || segment == ".") {
+    if path
+        .split('/')
+        .any(|segment| segment == ".." || segment == ".")
+    {
         return Err(format!("route `{route}` has a `.` or `..` segment"));
     }
     // `/api/` and `/api` mean the same prefix; keep one spelling so duplicates are found.
@@ -182,16 +188,38 @@ mod tests {
 
     #[test]
     fn rejects_schemes_ports_and_bad_hosts() {
-        assert!(Route::parse("https://example.com").unwrap_err().contains("scheme"));
-        assert!(Route::parse("example.com:8080").unwrap_err().contains("port"));
-        assert!(Route::parse("exa mple.com").unwrap_err().contains("invalid host"));
-        assert!(Route::parse("example.com/a/../b").unwrap_err().contains(".."));
+        assert!(
+            Route::parse("https://example.com")
+                .unwrap_err()
+                .contains("scheme")
+        );
+        assert!(
+            Route::parse("example.com:8080")
+                .unwrap_err()
+                .contains("port")
+        );
+        assert!(
+            Route::parse("exa mple.com")
+                .unwrap_err()
+                .contains("invalid host")
+        );
+        assert!(
+            Route::parse("example.com/a/../b")
+                .unwrap_err()
+                .contains("..")
+        );
         assert!(Route::parse("").is_err());
     }
 
     #[test]
     fn display_round_trips() {
-        for text in ["example.com", "*.example.com", "example.com/api", "/static", "/"] {
+        for text in [
+            "example.com",
+            "*.example.com",
+            "example.com/api",
+            "/static",
+            "/",
+        ] {
             assert_eq!(Route::parse(text).unwrap().to_string(), text);
         }
     }

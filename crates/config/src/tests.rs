@@ -6,7 +6,12 @@ fn check(source: &str) -> CheckedConfig {
 
 fn only_error(source: &str) -> ConfigError {
     let checked = check(source);
-    assert_eq!(checked.errors.len(), 1, "expected one error, got {:?}", checked.errors);
+    assert_eq!(
+        checked.errors.len(),
+        1,
+        "expected one error, got {:?}",
+        checked.errors
+    );
     checked.errors.into_iter().next().unwrap()
 }
 
@@ -123,7 +128,11 @@ routes = ["/b"]
 limits = { memory = "64XB", timeout = "30", concurrency = 0 }
 "#,
     );
-    let keys: Vec<_> = checked.errors.iter().map(|e| e.key.clone().unwrap()).collect();
+    let keys: Vec<_> = checked
+        .errors
+        .iter()
+        .map(|e| e.key.clone().unwrap())
+        .collect();
     assert_eq!(
         keys,
         [
@@ -153,7 +162,9 @@ fn display_reads_like_a_compiler_message() {
     );
     let text = error.to_string();
     assert!(
-        text.starts_with("conf/node.toml:4:11: tenant `shop`: `routes`: route `https://x` has a scheme"),
+        text.starts_with(
+            "conf/node.toml:4:11: tenant `shop`: `routes`: route `https://x` has a scheme"
+        ),
         "{text}"
     );
 }

@@ -42,9 +42,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '_'))
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number.replace('_', "").parse().map_err(|_| {
-        format!("`{text}` is not a duration; write it like \"30s\" or \"250ms\"")
-    })?;
+    let number: u64 = number
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration; write it like \"30s\" or \"250ms\""))?;
     let duration = match unit.trim() {
         "ms" => Duration::from_millis(number),
         "s" => Duration::from_secs(number),
@@ -86,9 +87,17 @@ mod tests {
 
     #[test]
     fn sizes_reject_unknown_units_and_garbage() {
-        assert!(parse_size("64XB").unwrap_err().contains("unknown size unit"));
+        assert!(
+            parse_size("64XB")
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
         assert!(parse_size("lots").unwrap_err().contains("not a size"));
-        assert!(parse_size("99999999999999GiB").unwrap_err().contains("too large"));
+        assert!(
+            parse_size("99999999999999GiB")
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 
     #[test]
@@ -102,7 +111,11 @@ mod tests {
     #[test]
     fn durations_require_a_unit() {
         assert!(parse_duration("30").unwrap_err().contains("needs a unit"));
-        assert!(parse_duration("3 fortnights").unwrap_err().contains("unknown duration unit"));
+        assert!(
+            parse_duration("3 fortnights")
+                .unwrap_err()
+                .contains("unknown duration unit")
+        );
     }
 
     #[test]

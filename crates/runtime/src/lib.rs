@@ -1,1 +1,25 @@
+//! outpost's wasm runtime: one wasmtime engine per node, each tenant's component compiled
+//! once (and cached on disk) and pre-instantiated, and each request run in a fresh
+//! instance under the tenant's limits (fuel, CPU time, memory, wall clock, concurrency,
+//! body size).
+//!
+//! The server crate turns a [`Failure`] into a status code; everything about how a guest
+//! runs lives here.
 
+mod compile_cache;
+mod cpu;
+mod engine;
+mod guest_log;
+mod guest_state;
+mod scope;
+mod tenant;
+
+pub use compile_cache::CacheOutcome;
+pub use engine::{EPOCH_TICK, Runtime, RuntimeError};
+pub use guest_log::LOG_ALLOWANCE_BYTES;
+pub use scope::{LimitExceeded, LimitHit};
+pub use tenant::{
+    Admission, Failure, GuestRequest, GuestResponse, HttpWorld, LoadError, REUSE_IDLE_TIMEOUT,
+    REUSE_MAX_REQUESTS, Tenant, TenantInfo, TenantLoadError, load_tenants,
+};
+pub use wasmtime_wasi_http::{Error as BodyError, WasiBody};

@@ -1,0 +1,180 @@
+//! The node's one wasmtime [`Engine`]: pooling allocator, fuel, epoch interruption, WASI
+//! 0.2 and 0.3 linked, and the compiled-component cache.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use outpost_config::NodeConfig;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::compile_cache::{CacheOutcome, CompileCache, wasm_hash};
+use crate::guest_state::GuestState;
+
+/// How often the epoch advances. Each tick a busy guest yields to tokio (so it never holds
+/// a runtime thread others need) and its wall-clock and CPU budgets are checked; 1 ms
+/// keeps both the yield latency and the enforcement slack at a millisecond.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Elements a guest table may hold (funcref tables of large guests run to tens of
+/// thousands).
+pub const MAX_TABLE_ELEMENTS: usize = 20_000;
+
+/// Core instances, memories and tables one component may need: a Rust `wasm32-wasip2`
+/// component is a main module plus a few adapter and shim modules.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+const MEMORIES_PER_COMPONENT: u32 = 2;
+const TABLES_PER_COMPONENT: u32 = 4;
+
+/// Failure to set up the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// wasmtime refused the engine settings.
+    #[error("cannot create the wasm engine: {0}")]
+    Engine(String),
+    /// The compile cache directory cannot be created.
+    #[error("cannot create the compile cache at {path}: {source}; check that data_dir is writable")]
+    Cache {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The engine, linker and compiled components every tenant on the node shares.
+pub struct Runtime {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<GuestState>,
+    cache: CompileCache,
+    /// Components by wasm hash: tenants that deploy the same wasm share its code.
+    loaded: Mutex<HashMap<[u8; 32], Arc<OnceLock<Result<Component, String>>>>>,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Builds the engine for a node with `node.max_instances` instance slots.
+    pub fn new(node: &NodeConfig) -> Result<Arc<Runtime>, RuntimeError> {
+        let engine = Engine::new(&engine_config(node.max_instances))
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        add_interfaces(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let cache_dir = node.data_dir.join("compiled");
+        let cache = CompileCache::new(cache_dir.clone(), &engine).map_err(|source| {
+            RuntimeError::Cache {
+                path: cache_dir,
+                source,
+            }
+        })?;
+        let ticker = EpochTicker::spawn(engine.clone());
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            cache,
+            loaded: Mutex::new(HashMap::new()),
+            _ticker: ticker,
+        }))
+    }
+
+    /// Compiles (or loads from the cache) the component in `wasm`.
+    pub(crate) fn component(
+        &self,
+        wasm: &[u8],
+    ) -> Result<(Component, CacheOutcome, [u8; 32]), String> {
+        let hash = wasm_hash(wasm);
+        let cell = {
+            let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+            loaded.entry(hash).or_default().clone()
+        };
+        let mut outcome = CacheOutcome::Shared;
+        let component = cell.get_or_init(|| {
+            self.cache
+                .load(&self.engine, wasm, &hash)
+                .map(|(component, fresh)| {
+                    outcome = fresh;
+                    component
+                })
+                .map_err(|e| format!("{e:#}"))
+        });
+        component.clone().map(|c| (c, outcome, hash))
+    }
+
+    /// Reads a component file; separate so callers can say which path failed.
+    pub(crate) fn read(path: &Path) -> std::io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+}
+
+fn engine_config(max_instances: u32) -> Config {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(max_instances)
+        .total_core_instances(max_instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(max_instances.saturating_mul(MEMORIES_PER_COMPONENT))
+        .total_tables(max_instances.saturating_mul(TABLES_PER_COMPONENT))
+        .total_stacks(max_instances.saturating_mul(2))
+        .max_memories_per_module(1)
+        .table_elements(MAX_TABLE_ELEMENTS)
+        // Tenants' caps are enforced per store by `GuestLimiter`; the pool only has to
+        // reserve room for the largest a 32-bit memory can be.
+        .max_memory_size(outpost_config::MAX_MEMORY_BYTES as usize);
+
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .wasm_component_model_async(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+fn add_interfaces(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
+    // The full WASI CLI world, not just the proxy world: Rust's std imports
+    // wasi:cli/environment (for vars) and wasi:filesystem even in HTTP components. The
+    // context grants no preopened directories and no sockets, so they reach nothing.
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    wasmtime_wasi::p3::add_to_linker(linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(linker)?;
+    Ok(())
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn spawn(engine: Engine) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("outpost-epoch".into())
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                }
+            })
+            .expect("spawning the epoch thread must succeed at start-up");
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

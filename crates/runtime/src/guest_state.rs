@@ -1,0 +1,106 @@
+//! What each instance's `Store` holds: WASI and wasi:http contexts, the resource limiter,
+//! and the slot naming the request it serves.
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::scope::{LimitHit, ScopeSlot};
+
+/// A store's data.
+pub(crate) struct GuestState {
+    pub(crate) table: ResourceTable,
+    pub(crate) wasi: WasiCtx,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) hooks: OutboundPolicy,
+    pub(crate) limiter: GuestLimiter,
+    pub(crate) scope: ScopeSlot,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for GuestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Outbound HTTP policy. Until a tenant can declare allowed origins, every subrequest is
+/// refused: a guest must never reach the node's network (or the internet) by default.
+pub(crate) struct OutboundPolicy;
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        _request: http::Request<WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// Caps linear memory and tables per instance. Growing past a cap traps at once (as
+/// Workers kills an isolate over its memory limit), and records the hit so the request
+/// gets `503 memory limit exceeded` rather than a generic 500.
+pub(crate) struct GuestLimiter {
+    pub(crate) memory_bytes: usize,
+    pub(crate) table_elements: usize,
+    pub(crate) scope: ScopeSlot,
+}
+
+impl GuestLimiter {
+    fn exceeded(&self) -> wasmtime::Error {
+        match self.scope.get() {
+            Some(scope) => scope.hit(LimitHit::Memory).into(),
+            None => crate::scope::LimitExceeded(LimitHit::Memory).into(),
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for GuestLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            return Err(self.exceeded());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            return Err(self.exceeded());
+        }
+        Ok(true)
+    }
+}

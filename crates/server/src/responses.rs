@@ -1,0 +1,66 @@
+//! The responses outpost itself writes: no route, busy, and the limit outcomes. Bodies
+//! are short and name no internals; details go to the node's log.
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use outpost_runtime::{Failure, LimitHit, WasiBody};
+
+/// Seconds a client should wait before retrying a busy tenant or node.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+/// A plain-text response from outpost.
+pub fn text(status: StatusCode, body: impl Into<Bytes>) -> http::Response<WasiBody> {
+    let mut response = http::Response::new(
+        Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// 404 for a request no tenant's route covers.
+pub fn no_route() -> http::Response<WasiBody> {
+    text(StatusCode::NOT_FOUND, "no route")
+}
+
+/// 503 with `Retry-After` for a tenant at its concurrency limit.
+pub fn tenant_busy() -> http::Response<WasiBody> {
+    retry_later(text(StatusCode::SERVICE_UNAVAILABLE, "tenant busy"))
+}
+
+/// 413 for a request body over the tenant's limit.
+pub fn body_too_large() -> http::Response<WasiBody> {
+    text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+}
+
+/// The response for a request that ended without the guest's response.
+pub fn failure(failure: Failure, request_id: &str) -> http::Response<WasiBody> {
+    match failure {
+        Failure::Limit(LimitHit::Cpu) => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "cpu limit exceeded")
+        }
+        Failure::Limit(LimitHit::Memory) => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "memory limit exceeded")
+        }
+        Failure::Limit(LimitHit::Timeout) => text(StatusCode::GATEWAY_TIMEOUT, "timeout"),
+        Failure::Limit(LimitHit::Body) => body_too_large(),
+        Failure::GuestError => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error (request id {request_id})"),
+        ),
+        Failure::NoInstance => retry_later(text(StatusCode::SERVICE_UNAVAILABLE, "node busy")),
+    }
+}
+
+fn retry_later(mut response: http::Response<WasiBody>) -> http::Response<WasiBody> {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    response
+}

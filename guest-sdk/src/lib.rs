@@ -1,0 +1,78 @@
+//! Write outpost edge handlers in Rust.
+//!
+//! A handler is one async function, as on Cloudflare Workers:
+//!
+//! ```ignore
+//! use outpost_sdk::{Env, Request, Response, Result};
+//!
+//! #[outpost_sdk::fetch]
+//! async fn fetch(req: Request, env: Env) -> Result<Response> {
+//!     let name = req.query_param("name").unwrap_or_else(|| "world".into());
+//!     let greeting = env.var("GREETING").unwrap_or_else(|| "hello".into());
+//!     Ok(Response::text(format!("{greeting}, {name}")))
+//! }
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2`; the `.wasm` is a plain
+//! `wasi:http/proxy` component, so `wasmtime serve` runs it too.
+//!
+//! Returning `Err` turns into a response: [`Error::new`] picks the status and text, and
+//! any other error (`?` on I/O, JSON, …) becomes a 500 whose details go to the node's log,
+//! not to the client. Work registered with [`Env::wait_until`] runs after the response
+//! has been sent, under the same limits (Workers' `ctx.waitUntil`).
+
+mod env;
+mod error;
+mod request;
+mod response;
+
+pub use env::Env;
+pub use error::{Error, Result};
+pub use outpost_sdk_macros::fetch;
+pub use request::Request;
+pub use response::Response;
+pub use wstd::http::{Body, HeaderMap, Method, StatusCode};
+
+/// Waits for `duration` without holding the node's thread (the instance is suspended).
+pub async fn sleep(duration: std::time::Duration) {
+    wstd::task::sleep(duration.into()).await;
+}
+
+/// The pieces a guest may need beyond the SDK's own types.
+pub mod reexports {
+    pub use http;
+    pub use serde_json;
+    pub use wstd;
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use wstd::__internal::wasip2;
+
+    use crate::{Env, Request, Response, Result};
+    use wasip2::http::types::{IncomingRequest, ResponseOutparam};
+
+    /// Runs a fetch handler for one incoming request, then its `wait_until` work.
+    pub fn serve<F, Fut>(request: IncomingRequest, out: ResponseOutparam, handler: F)
+    where
+        F: FnOnce(Request, Env) -> Fut,
+        Fut: Future<Output = Result<Response>>,
+    {
+        let responder = wstd::http::server::Responder::new(out);
+        wstd::runtime::block_on(async move {
+            let request = match wstd::http::request::try_from_incoming(request) {
+                Ok(request) => request,
+                Err(error) => return responder.fail(error),
+            };
+            let env = Env::new();
+            let response = match handler(Request::from_http(request), env.clone()).await {
+                Ok(response) => response,
+                Err(error) => error.into_response(),
+            };
+            if let Err(error) = responder.respond(response.into_http()).await {
+                eprintln!("outpost-sdk: sending the response failed: {error}");
+            }
+            env.run_after_response().await;
+        });
+    }
+}

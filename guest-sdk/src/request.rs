@@ -1,0 +1,92 @@
+use serde::de::DeserializeOwned;
+use wstd::http::{Body, HeaderMap, Method, Uri};
+
+use crate::{Error, Result};
+
+/// An incoming request. The path is the client's full original path (routes do not strip
+/// their prefix).
+pub struct Request {
+    inner: http::Request<Body>,
+}
+
+impl Request {
+    pub(crate) fn from_http(inner: http::Request<Body>) -> Request {
+        Request { inner }
+    }
+
+    /// The method.
+    pub fn method(&self) -> &Method {
+        self.inner.method()
+    }
+
+    /// The URI as received.
+    pub fn uri(&self) -> &Uri {
+        self.inner.uri()
+    }
+
+    /// The path, e.g. `/todos/3`.
+    pub fn path(&self) -> &str {
+        self.inner.uri().path()
+    }
+
+    /// The raw query string without `?`, if any.
+    pub fn query(&self) -> Option<&str> {
+        self.inner.uri().query()
+    }
+
+    /// The first value of query parameter `name`, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(self.query()?.as_bytes())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    }
+
+    /// All query parameters, percent-decoded, in order.
+    pub fn query_params(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(self.query().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    /// A header's value, if present and valid text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.inner.headers().get(name)?.to_str().ok()
+    }
+
+    /// All headers.
+    pub fn headers(&self) -> &HeaderMap {
+        self.inner.headers()
+    }
+
+    /// The whole body as bytes.
+    pub async fn bytes(self) -> Result<Vec<u8>> {
+        let mut body = self.inner.into_body();
+        let bytes = body
+            .contents()
+            .await
+            .map_err(|e| Error::new(400, format!("cannot read the request body: {e}")))?;
+        Ok(bytes.to_vec())
+    }
+
+    /// The whole body as UTF-8 text.
+    pub async fn text(self) -> Result<String> {
+        String::from_utf8(self.bytes().await?)
+            .map_err(|_| Error::bad_request("the request body is not UTF-8 text"))
+    }
+
+    /// The body parsed as JSON; a malformed body is a 400.
+    pub async fn json<T: DeserializeOwned>(self) -> Result<T> {
+        let bytes = self.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::bad_request(format!("invalid JSON: {e}")))
+    }
+
+    /// The body as a stream, for bodies too large to hold in memory.
+    pub fn into_body(self) -> Body {
+        self.inner.into_body()
+    }
+
+    /// The underlying `http::Request`.
+    pub fn into_http(self) -> http::Request<Body> {
+        self.inner
+    }
+}

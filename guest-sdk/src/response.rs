@@ -1,0 +1,77 @@
+use serde::Serialize;
+use wstd::http::{Body, HeaderName, HeaderValue};
+
+use crate::Result;
+
+/// An outgoing response.
+pub struct Response {
+    inner: http::Response<Body>,
+}
+
+impl Response {
+    /// An empty response with `status`.
+    pub fn new(status: u16) -> Response {
+        Response::from_body(Body::empty()).with_status(status)
+    }
+
+    /// 200 with a UTF-8 text body.
+    pub fn text(text: impl Into<String>) -> Response {
+        Response::from_body(Body::from(text.into()))
+            .with_header("content-type", "text/plain; charset=utf-8")
+    }
+
+    /// 200 with `value` as JSON.
+    pub fn json<T: Serialize>(value: &T) -> Result<Response> {
+        let body = serde_json::to_vec(value)?;
+        Ok(Response::from_body(Body::from(body)).with_header("content-type", "application/json"))
+    }
+
+    /// 200 with a binary body.
+    pub fn bytes(bytes: impl Into<Vec<u8>>) -> Response {
+        Response::from_body(Body::from(bytes.into()))
+            .with_header("content-type", "application/octet-stream")
+    }
+
+    /// 200 with a body that streams (see [`Body::from_stream`]).
+    pub fn stream(body: Body) -> Response {
+        Response::from_body(body)
+    }
+
+    fn from_body(body: Body) -> Response {
+        Response {
+            inner: http::Response::new(body),
+        }
+    }
+
+    /// Sets the status; an invalid code becomes 500.
+    pub fn with_status(mut self, status: u16) -> Response {
+        *self.inner.status_mut() =
+            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        self
+    }
+
+    /// Sets a header, replacing any earlier value; invalid names or values are skipped
+    /// with a note on stderr.
+    pub fn with_header(mut self, name: &str, value: impl AsRef<str>) -> Response {
+        match (
+            HeaderName::try_from(name),
+            HeaderValue::try_from(value.as_ref()),
+        ) {
+            (Ok(name), Ok(value)) => {
+                self.inner.headers_mut().insert(name, value);
+            }
+            _ => eprintln!("outpost-sdk: skipping invalid header `{name}`"),
+        }
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.inner.status().as_u16()
+    }
+
+    /// The underlying `http::Response`.
+    pub fn into_http(self) -> http::Response<Body> {
+        self.inner
+    }
+}
