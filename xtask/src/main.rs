@@ -1,1 +1,91 @@
-fn main() {}
+//! Project tasks that need more than one cargo invocation: the guests build for
+//! `wasm32-wasip2` in their own workspace, and the tests need them built first.
+//!
+//! - `cargo xtask build-examples`: installs the wasm target if missing, builds every example
+//! - `cargo xtask demo`: builds everything (release) and serves `config/demo.toml`
+//! - `cargo xtask test`: builds the examples, then runs the whole test suite
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+fn main() -> anyhow::Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let root = root();
+    match task.as_str() {
+        "build-examples" => build_examples(&root),
+        "demo" => {
+            build_examples(&root)?;
+            run(cargo(&root).args([
+                "run",
+                "--release",
+                "--bin",
+                "outpost",
+                "--",
+                "serve",
+                "--config",
+                "config/demo.toml",
+            ]))
+        }
+        "test" => {
+            build_examples(&root)?;
+            run(cargo(&root).args(["test", "--workspace", "--all-targets"]))?;
+            run(cargo(&root).args(["test", "--workspace", "--doc"]))
+        }
+        _ => bail!("usage: cargo xtask <build-examples | demo | test>"),
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+fn cargo(root: &Path) -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(root);
+    command
+}
+
+fn build_examples(root: &Path) -> anyhow::Result<()> {
+    ensure_wasm_target()?;
+    run(cargo(root).args([
+        "build",
+        "--release",
+        "--target",
+        WASM_TARGET,
+        "--manifest-path",
+        "examples/Cargo.toml",
+        "--workspace",
+    ]))
+}
+
+/// Installs the wasm target through rustup when the toolchain lacks it.
+fn ensure_wasm_target() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("rustup is needed to install the wasm32-wasip2 target")?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|line| line.trim() == WASM_TARGET)
+    {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}

@@ -1,0 +1,256 @@
+//! Limits end the offending request only, with the status DESIGN.md gives; the node and
+//! other tenants carry on.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Node, tenant};
+
+const LIMITS: &str = "limits = { fuel = 50_000_000_000, cpu = \"200ms\", memory = \"32MiB\", timeout = \"1s\", concurrency = 16 }";
+
+async fn node() -> Node {
+    Node::start(&format!(
+        "{}{}",
+        tenant("limits", "limits", &["limits.test"], LIMITS),
+        tenant("hello", "hello", &["hello.test"], ""),
+    ))
+    .await
+}
+
+/// The same tenant and another tenant still answer after a limit was hit.
+async fn both_tenants_still_answer(node: &Node) {
+    assert_eq!(node.get("limits.test", "/ok").await.body, "ok");
+    assert_eq!(node.get("hello.test", "/").await.status, 200);
+}
+
+#[tokio::test]
+async fn spin_hits_the_cpu_budget() {
+    let node = node().await;
+    let reply = node.get("limits.test", "/spin").await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (503, "cpu limit exceeded")
+    );
+    both_tenants_still_answer(&node).await;
+    // The log records the CPU spent, within a tick or two of the 200 ms budget.
+    let stopped = node
+        .logs()
+        .lines()
+        .find(|line| line.contains("instance stopped") && line.contains("\"cpu\""))
+        .expect("a log line for the stopped instance")
+        .to_string();
+    let log: serde_json::Value = serde_json::from_str(&stopped).unwrap();
+    let cpu_ms = log["cpu_ms"].as_f64().unwrap();
+    assert!((200.0..260.0).contains(&cpu_ms), "cpu_ms = {cpu_ms}");
+}
+
+#[tokio::test]
+async fn spin_hits_the_fuel_budget_when_it_is_smaller() {
+    let node = Node::start(&tenant(
+        "fuel",
+        "limits",
+        &["/"],
+        "limits = { fuel = 5_000_000 }",
+    ))
+    .await;
+    let reply = node.get("any.test", "/spin").await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (503, "cpu limit exceeded")
+    );
+    assert_eq!(
+        node.get("any.test", "/ok").await.body,
+        "ok",
+        "fuel is refilled per request"
+    );
+}
+
+#[tokio::test]
+async fn alloc_hits_the_memory_limit() {
+    let node = node().await;
+    let reply = node.get("limits.test", "/alloc").await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (503, "memory limit exceeded")
+    );
+    both_tenants_still_answer(&node).await;
+}
+
+#[tokio::test]
+async fn trap_is_500_with_request_id_and_no_trap_text() {
+    let node = node().await;
+    let reply = node.get("limits.test", "/trap").await;
+    let id = reply.header("x-request-id").unwrap().to_string();
+    assert_eq!(reply.status, 500);
+    assert_eq!(reply.body, format!("internal error (request id {id})"));
+    assert!(!reply.body.contains("panic"));
+    // The panic message goes to the node's log, tagged with the request id.
+    let logs = node.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("panics on purpose") && l.contains(&id)),
+        "the guest's panic is logged with its request id"
+    );
+    both_tenants_still_answer(&node).await;
+}
+
+#[tokio::test]
+async fn sleep_past_the_timeout_is_504() {
+    let node = node().await;
+    let reply = node.get("limits.test", "/sleep?ms=5000").await;
+    assert_eq!((reply.status, reply.body.as_str()), (504, "timeout"));
+    let short = node.get("limits.test", "/sleep?ms=10").await;
+    assert_eq!((short.status, short.body.as_str()), (200, "slept 10 ms"));
+    both_tenants_still_answer(&node).await;
+}
+
+#[tokio::test]
+async fn work_after_the_response_completes_and_is_logged() {
+    let node = node().await;
+    let reply = node.get("limits.test", "/after?ms=50").await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "answered before the work")
+    );
+    let id = reply.header("x-request-id").unwrap().to_string();
+    let mut finished = false;
+    for _ in 0..100 {
+        finished = node
+            .logs()
+            .lines()
+            .any(|l| l.contains("after-response work finished") && l.contains(&id));
+        if finished {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        finished,
+        "wait_until work ran to completion:\n{}",
+        node.logs()
+    );
+}
+
+#[tokio::test]
+async fn work_after_the_response_is_still_limited() {
+    let node = node().await;
+    let reply = node.get("limits.test", "/after?spin=1").await;
+    assert_eq!(reply.status, 200);
+    let id = reply.header("x-request-id").unwrap().to_string();
+    let mut stopped = false;
+    for _ in 0..100 {
+        stopped = node
+            .logs()
+            .lines()
+            .any(|l| l.contains("instance stopped") && l.contains(&id) && l.contains("\"cpu\""));
+        if stopped {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        stopped,
+        "a spinning wait_until is stopped by the CPU limit:\n{}",
+        node.logs()
+    );
+    both_tenants_still_answer(&node).await;
+}
+
+#[tokio::test]
+async fn over_the_concurrency_limit_is_503_with_retry_after() {
+    let node = Node::start(&tenant(
+        "one",
+        "limits",
+        &["/"],
+        "limits = { concurrency = 1, timeout = \"5s\" }",
+    ))
+    .await;
+    let node = std::sync::Arc::new(node);
+    let slow = tokio::spawn({
+        let node = node.clone();
+        async move { node.get("x.test", "/sleep?ms=1000").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let busy = node.get("x.test", "/ok").await;
+    assert_eq!((busy.status, busy.body.as_str()), (503, "tenant busy"));
+    assert_eq!(busy.header("retry-after"), Some("1"));
+    assert_eq!(slow.await.unwrap().status, 200);
+    assert_eq!(
+        node.get("x.test", "/ok").await.status,
+        200,
+        "the slot is released"
+    );
+}
+
+#[tokio::test]
+async fn request_body_over_the_limit_is_413() {
+    let node = Node::start(&tenant(
+        "echo",
+        "echo",
+        &["/"],
+        "limits = { body = \"1KiB\" }",
+    ))
+    .await;
+    let big = node
+        .send(
+            http::Method::POST,
+            "x.test",
+            "/",
+            &[],
+            bytes::Bytes::from(vec![0u8; 4096]),
+        )
+        .await;
+    assert_eq!(big.status, 413);
+    let small = node
+        .send(
+            http::Method::POST,
+            "x.test",
+            "/",
+            &[],
+            bytes::Bytes::from(vec![0u8; 512]),
+        )
+        .await;
+    assert_eq!(small.status, 200);
+}
+
+#[tokio::test]
+async fn noisy_neighbour_does_not_starve_hello() {
+    let node = std::sync::Arc::new(node().await);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut spinners = Vec::new();
+    for _ in 0..8 {
+        let (node, stop) = (node.clone(), stop.clone());
+        spinners.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                statuses.push(node.get("limits.test", "/spin").await.status);
+            }
+            statuses
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut answered = 0;
+    for _ in 0..50 {
+        let reply = node.get("hello.test", "/").await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, "hello from outpost")
+        );
+        answered += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut spun = 0;
+    for spinner in spinners {
+        let statuses = spinner.await.unwrap();
+        // Eight spinners share two cores, so a spin may reach the 1 s wall clock before
+        // its 200 ms of CPU: either limit is a correct end, anything else is not.
+        assert!(
+            statuses.iter().all(|s| *s == 503 || *s == 504),
+            "every spin ends at a limit: {statuses:?}"
+        );
+        spun += statuses.len();
+    }
+    assert_eq!(answered, 50);
+    assert!(spun >= 8, "the spinners really ran ({spun} spins)");
+}

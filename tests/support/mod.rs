@@ -1,0 +1,196 @@
+//! Starts the real `outpost` binary with a generated config and talks to it over HTTP.
+
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// The example component `name`, built by `cargo xtask build-examples`.
+pub fn example(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo xtask test`, which builds the examples first",
+        path.display()
+    );
+    path
+}
+
+/// A TOML `[[tenant]]` block for example `component` (an absolute path is written).
+pub fn tenant(name: &str, component: &str, routes: &[&str], extra: &str) -> String {
+    let routes: Vec<String> = routes.iter().map(|r| format!("{r:?}")).collect();
+    format!(
+        "[[tenant]]\nname = {name:?}\ncomponent = {:?}\nroutes = [{}]\n{extra}\n\n",
+        example(component).display().to_string(),
+        routes.join(", ")
+    )
+}
+
+/// A running `outpost serve`.
+pub struct Node {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    child: Child,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// A response read whole.
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Writes `tenants` into a config with a fresh data dir and an ephemeral port.
+pub fn write_config(dir: &Path, tenants: &str) -> (PathBuf, SocketAddr) {
+    let addr = free_port();
+    let config = format!(
+        "[node]\nid = \"test\"\ndata_dir = \"data\"\nmax_instances = 200\n\n[server]\nlisten = \"{addr}\"\n\n{tenants}"
+    );
+    let path = dir.join("outpost.toml");
+    std::fs::write(&path, config).expect("write config");
+    (path, addr)
+}
+
+fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr")
+}
+
+/// Runs `outpost <args>` to completion; returns (exit code, stderr + stdout).
+pub fn run_outpost(args: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("run outpost");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+impl Node {
+    /// Starts a node serving `tenants` and waits until it accepts connections.
+    pub async fn start(tenants: &str) -> Node {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (config, addr) = write_config(dir.path(), tenants);
+        Node::start_with(dir, &config, addr).await
+    }
+
+    /// Starts a node on an existing config (to restart on the same data dir).
+    pub async fn start_with(dir: tempfile::TempDir, config: &Path, addr: SocketAddr) -> Node {
+        let log = std::fs::File::create(dir.path().join("outpost.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_outpost"))
+            .args(["--log-format", "json", "serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .env_remove("RUST_BACKTRACE")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn outpost");
+        let mut node = Node {
+            addr,
+            dir,
+            child,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        };
+        let started = Instant::now();
+        loop {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return node;
+            }
+            if let Ok(Some(status)) = node.child.try_wait() {
+                panic!(
+                    "outpost exited with {status} before serving:\n{}",
+                    node.logs()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "outpost did not start serving within 120s:\n{}",
+                node.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The node's log so far (one JSON object per line).
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("outpost.log")).unwrap_or_default()
+    }
+
+    /// Stops the node and hands back its directory (for a restart on the same data).
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    /// GET `path` with `Host: host`.
+    pub async fn get(&self, host: &str, path: &str) -> Reply {
+        self.send(http::Method::GET, host, path, &[], Bytes::new())
+            .await
+    }
+
+    /// Sends one request and reads the whole response.
+    pub async fn send(
+        &self,
+        method: http::Method,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Reply {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr))
+            .header("host", host);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(body)).expect("request");
+        let response = self.client.request(request).await.expect("send request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("read body")
+            .to_bytes();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
