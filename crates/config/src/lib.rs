@@ -263,8 +263,7 @@ fn tenant_at(source: &str, offset: usize) -> Option<String> {
     lenient
         .tenant
         .iter()
-        .filter(|tenant| tenant.span().start <= offset)
-        .next_back()
+        .rfind(|tenant| tenant.span().start <= offset)
         .and_then(|tenant| tenant.get_ref().name.clone())
 }
 
@@ -476,7 +475,7 @@ impl Validator<'_> {
         for error in errors {
             self.errors.push(error.tenant(&name));
         }
-        (self.errors.len() == before).then(|| TenantConfig {
+        (self.errors.len() == before).then_some(TenantConfig {
             name,
             component,
             component_at,

@@ -45,13 +45,16 @@ pub enum RuntimeError {
     },
 }
 
+/// A component compiled once per process, or why it could not be.
+type LoadedComponent = OnceLock<Result<Component, String>>;
+
 /// The engine, linker and compiled components every tenant on the node shares.
 pub struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<GuestState>,
     cache: CompileCache,
     /// Components by wasm hash: tenants that deploy the same wasm share its code.
-    loaded: Mutex<HashMap<[u8; 32], Arc<OnceLock<Result<Component, String>>>>>,
+    loaded: Mutex<HashMap<[u8; 32], Arc<LoadedComponent>>>,
     _ticker: EpochTicker,
 }
 

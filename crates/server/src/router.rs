@@ -41,8 +41,9 @@ impl Router {
                 }
             }
         }
-        let longest_prefix_first =
-            |list: &mut Vec<(String, TenantIndex)>| list.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        let longest_prefix_first = |list: &mut Vec<(String, TenantIndex)>| {
+            list.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()))
+        };
         router.exact.values_mut().for_each(longest_prefix_first);
         longest_prefix_first(&mut router.any_host);
         router.wildcard = wildcard.into_iter().collect();
@@ -50,7 +51,9 @@ impl Router {
             .wildcard
             .iter_mut()
             .for_each(|(_, list)| longest_prefix_first(list));
-        router.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        router
+            .wildcard
+            .sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
         router
     }
 
@@ -65,10 +68,11 @@ impl Router {
             return Some(found);
         }
         for (suffix, list) in &self.wildcard {
-            if host.len() > suffix.len() && host.ends_with(suffix.as_str()) {
-                if let Some(found) = first_prefix(list, path) {
-                    return Some(found);
-                }
+            if host.len() > suffix.len()
+                && host.ends_with(suffix.as_str())
+                && let Some(found) = first_prefix(list, path)
+            {
+                return Some(found);
             }
         }
         first_prefix(&self.any_host, path)
