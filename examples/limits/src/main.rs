@@ -6,17 +6,23 @@
 //! - `/sleep?ms=N` waits N ms (wall-clock timeout)
 //! - `/after?ms=N` answers at once, then burns N ms of CPU in `wait_until`;
 //!   `/after?spin=1` loops forever after answering (limits still apply)
+//! - `/work?n=N` does N rounds of deterministic work (a fixed amount of fuel)
+//! - `/count` answers how many requests this instance has served (1 unless `reuse`)
 //! - anything else answers `ok`
 //!
 //! Routes do not strip their prefix, so it looks only at the last path segment: mounted at
 //! `/limits`, `/limits/spin` spins.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use outpost_sdk::{Env, Error, Request, Response, Result};
 
+static REQUESTS_SEEN: AtomicU64 = AtomicU64::new(0);
+
 #[outpost_sdk::fetch]
 async fn fetch(req: Request, env: Env) -> Result<Response> {
+    let seen = REQUESTS_SEEN.fetch_add(1, Ordering::Relaxed) + 1;
     let action = req.path().rsplit('/').next().unwrap_or("");
     match action {
         "spin" => spin_forever(),
@@ -46,6 +52,15 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
             });
             Ok(Response::text("answered before the work"))
         }
+        "work" => {
+            let rounds = number_param(&req, "n")?;
+            let mut acc = 0u64;
+            for i in 0..rounds {
+                acc = std::hint::black_box(acc.wrapping_mul(31).wrapping_add(i));
+            }
+            Ok(Response::text(format!("worked {rounds} rounds ({acc})")))
+        }
+        "count" => Ok(Response::text(seen.to_string())),
         _ => Ok(Response::text("ok")),
     }
 }
