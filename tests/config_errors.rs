@@ -153,3 +153,43 @@ fn check_passes_a_good_config() {
     assert_eq!(code, 0, "{output}");
     assert!(output.contains("ok (1 tenants)"), "{output}");
 }
+
+#[test]
+fn a_component_without_a_wasi_http_export_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty_component = wat::parse_str("(component)").unwrap();
+    std::fs::write(dir.path().join("empty.wasm"), empty_component).unwrap();
+    let (config, _) = write_config(
+        dir.path(),
+        "[[tenant]]\nname = \"inert\"\ncomponent = \"empty.wasm\"\nroutes = [\"/\"]\n",
+    );
+    let (code, output) = run_outpost(&["serve", "--config", config.to_str().unwrap()]);
+    assert_refused(
+        &output,
+        code,
+        &[
+            "tenant `inert`",
+            "`component`",
+            "exports neither wasi:http/incoming-handler@0.2 nor wasi:http/handler@0.3",
+        ],
+    );
+}
+
+#[test]
+fn a_memory_limit_below_the_components_initial_memory_is_refused_at_load() {
+    let (code, output, _dir) = serve(&tenant(
+        "tiny",
+        "hello",
+        &["/"],
+        "limits = { memory = \"1MiB\" }",
+    ));
+    assert_refused(
+        &output,
+        code,
+        &[
+            "tenant `tiny`",
+            "does not instantiate under the tenant's limits",
+            "memory limit exceeded",
+        ],
+    );
+}
