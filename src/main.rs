@@ -84,7 +84,13 @@ fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = match Config::load(config_path) {
         Ok(config) => config,
         Err(errors) => {
-            eprint!("{errors}");
+            report(
+                &errors
+                    .0
+                    .iter()
+                    .map(ConfigError::to_string)
+                    .collect::<Vec<_>>(),
+            );
             return Ok(ExitCode::from(2));
         }
     };

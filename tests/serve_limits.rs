@@ -114,17 +114,9 @@ async fn work_after_the_response_completes_and_is_logged() {
         (200, "answered before the work")
     );
     let id = reply.header("x-request-id").unwrap().to_string();
-    let mut finished = false;
-    for _ in 0..100 {
-        finished = node
-            .logs()
-            .lines()
-            .any(|l| l.contains("after-response work finished") && l.contains(&id));
-        if finished {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let finished = node
+        .wait_for_log(|l| l.contains("after-response work finished") && l.contains(&id))
+        .await;
     assert!(
         finished,
         "wait_until work ran to completion:\n{}",
@@ -138,17 +130,11 @@ async fn work_after_the_response_is_still_limited() {
     let reply = node.get("limits.test", "/after?spin=1").await;
     assert_eq!(reply.status, 200);
     let id = reply.header("x-request-id").unwrap().to_string();
-    let mut stopped = false;
-    for _ in 0..100 {
-        stopped = node
-            .logs()
-            .lines()
-            .any(|l| l.contains("instance stopped") && l.contains(&id) && l.contains("\"cpu\""));
-        if stopped {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let stopped = node
+        .wait_for_log(|l| {
+            l.contains("instance stopped") && l.contains(&id) && l.contains("\"cpu\"")
+        })
+        .await;
     assert!(
         stopped,
         "a spinning wait_until is stopped by the CPU limit:\n{}",

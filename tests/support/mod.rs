@@ -140,6 +140,17 @@ impl Node {
         std::fs::read_to_string(self.dir.path().join("outpost.log")).unwrap_or_default()
     }
 
+    /// Waits (up to 5 s) for a log line for which `matches` holds.
+    pub async fn wait_for_log(&self, matches: impl Fn(&str) -> bool) -> bool {
+        for _ in 0..250 {
+            if self.logs().lines().any(&matches) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
     /// Stops the node and hands back its directory (for a restart on the same data).
     pub fn stop(mut self) -> tempfile::TempDir {
         let _ = self.child.kill();

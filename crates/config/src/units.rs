@@ -8,15 +8,9 @@ use std::time::Duration;
 /// case-insensitively, with an optional space before the unit; a bare number is bytes.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '_'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .replace('_', "")
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size; write it like \"64MiB\" or \"10MB\""))?;
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+    let (number, unit) = split_number(text)
+        .ok_or_else(|| format!("`{text}` is not a size; write it like \"64MiB\" or \"10MB\""))?;
+    let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kb" => 1_000,
         "mb" => 1_000_000,
@@ -38,15 +32,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// Parses a duration such as `"30s"`, `"250ms"`, `"2m"` or `"1h"`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '_'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .replace('_', "")
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration; write it like \"30s\" or \"250ms\""))?;
-    let duration = match unit.trim() {
+    let (number, unit) = split_number(text)
+        .ok_or_else(|| format!("`{text}` is not a duration; write it like \"30s\" or \"250ms\""))?;
+    let duration = match unit {
         "ms" => Duration::from_millis(number),
         "s" => Duration::from_secs(number),
         "m" | "min" => Duration::from_secs(number.saturating_mul(60)),
@@ -59,6 +47,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
     };
     Ok(duration)
+}
+
+/// Splits `"64 MiB"` into `(64, "MiB")`; digits may be grouped with `_`.
+fn split_number(text: &str) -> Option<(u64, &str)> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '_'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number = number.replace('_', "").parse().ok()?;
+    Some((number, unit.trim()))
 }
 
 /// Formats a byte count the way an operator would write it back into the config.

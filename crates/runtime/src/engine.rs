@@ -2,7 +2,6 @@
 //! 0.2 and 0.3 linked, and the compiled-component cache.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -103,11 +102,6 @@ impl Runtime {
                 .map_err(|e| format!("{e:#}"))
         });
         component.clone().map(|c| (c, outcome, hash))
-    }
-
-    /// Reads a component file; separate so callers can say which path failed.
-    pub(crate) fn read(path: &Path) -> std::io::Result<Vec<u8>> {
-        std::fs::read(path)
     }
 }
 

@@ -156,7 +156,7 @@ impl Tenant {
             error,
         };
         let path = &config.component;
-        let wasm = Runtime::read(path).map_err(|source| {
+        let wasm = std::fs::read(path).map_err(|source| {
             located(LoadError::Unreadable {
                 path: path.clone(),
                 source,
