@@ -6,7 +6,8 @@
 //! - `/sleep?ms=N` waits N ms (wall-clock timeout)
 //! - `/after?ms=N` answers at once, then burns N ms of CPU in `wait_until`;
 //!   `/after?spin=1` loops forever after answering (limits still apply)
-//! - `/work?n=N` does N rounds of deterministic work (a fixed amount of fuel)
+//! - `/work?n=N` does N rounds of deterministic work (a fixed amount of fuel) and says
+//!   which request of its instance it was
 //! - `/count` answers how many requests this instance has served (1 unless `reuse`)
 //! - anything else answers `ok`
 //!
@@ -58,7 +59,9 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
             for i in 0..rounds {
                 acc = std::hint::black_box(acc.wrapping_mul(31).wrapping_add(i));
             }
-            Ok(Response::text(format!("worked {rounds} rounds ({acc})")))
+            Ok(Response::text(format!(
+                "worked {rounds} rounds ({acc}); request {seen} of this instance"
+            )))
         }
         "count" => Ok(Response::text(seen.to_string())),
         _ => Ok(Response::text("ok")),
