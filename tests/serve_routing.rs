@@ -121,3 +121,43 @@ async fn a_plain_wasi_http_component_runs_unchanged() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body, "plain wasi:http component at /plain/x\n");
 }
+
+#[tokio::test]
+async fn bodies_stream_through_a_guest_with_a_small_memory_cap() {
+    let node = Node::start(&tenant(
+        "echo",
+        "echo",
+        &["/"],
+        "limits = { memory = \"16MiB\" }",
+    ))
+    .await;
+    let upload: Vec<u8> = (0..64u32 << 20).map(|i| (i % 251) as u8).collect();
+
+    let counted = node
+        .send(
+            http::Method::POST,
+            "x.test",
+            "/",
+            &[],
+            bytes::Bytes::from(upload.clone()),
+        )
+        .await;
+    assert_eq!(counted.status, 200, "{}", counted.body);
+    let json: serde_json::Value = serde_json::from_str(&counted.body).unwrap();
+    assert_eq!(
+        json["body_length"],
+        64 << 20,
+        "64 MiB counted chunk by chunk under a 16 MiB cap"
+    );
+
+    let mirrored = node
+        .send_raw(
+            http::Method::POST,
+            "x.test",
+            "/?mirror",
+            bytes::Bytes::from(upload.clone()),
+        )
+        .await;
+    assert_eq!(mirrored.len(), upload.len());
+    assert!(mirrored == upload, "64 MiB streamed back byte for byte");
+}

@@ -29,7 +29,7 @@ mod response;
 pub use env::Env;
 pub use error::{Error, Result};
 pub use outpost_sdk_macros::fetch;
-pub use request::Request;
+pub use request::{BodyStream, Request};
 pub use response::Response;
 pub use wstd::http::{Body, HeaderMap, Method, StatusCode};
 

@@ -1,3 +1,6 @@
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
 use serde::de::DeserializeOwned;
 use wstd::http::{Body, HeaderMap, Method, Uri};
 
@@ -80,7 +83,13 @@ impl Request {
         serde_json::from_slice(&bytes).map_err(|e| Error::bad_request(format!("invalid JSON: {e}")))
     }
 
-    /// The body as a stream, for bodies too large to hold in memory.
+    /// The body chunk by chunk, for bodies too large to hold in memory.
+    pub fn into_stream(self) -> BodyStream {
+        BodyStream(self.inner.into_body().into_boxed_body())
+    }
+
+    /// The body as-is, e.g. to pass it on: `Response::stream(req.into_body())` streams it
+    /// straight back without holding it.
     pub fn into_body(self) -> Body {
         self.inner.into_body()
     }
@@ -88,5 +97,32 @@ impl Request {
     /// The underlying `http::Request`.
     pub fn into_http(self) -> http::Request<Body> {
         self.inner
+    }
+}
+
+/// A request body read chunk by chunk.
+pub struct BodyStream(UnsyncBoxBody<Bytes, wstd::http::Error>);
+
+impl BodyStream {
+    /// The next chunk, or `None` at the end of the body. A body the client broke off (or
+    /// one over the tenant's size limit) is an error.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            match self.0.frame().await {
+                None => return Ok(None),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Ok(Some(data));
+                    }
+                    // Trailers carry no body bytes.
+                }
+                Some(Err(error)) => {
+                    return Err(Error::new(
+                        400,
+                        format!("cannot read the request body: {error}"),
+                    ));
+                }
+            }
+        }
     }
 }

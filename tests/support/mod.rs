@@ -165,6 +165,31 @@ impl Node {
             .await
     }
 
+    /// Sends one request and returns the response body's bytes (status must be 200).
+    pub async fn send_raw(
+        &self,
+        method: http::Method,
+        host: &str,
+        path: &str,
+        body: Bytes,
+    ) -> Vec<u8> {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr))
+            .header("host", host)
+            .body(Full::new(body))
+            .expect("request");
+        let response = self.client.request(request).await.expect("send request");
+        assert_eq!(response.status(), 200);
+        response
+            .into_body()
+            .collect()
+            .await
+            .expect("read body")
+            .to_bytes()
+            .to_vec()
+    }
+
     /// Sends one request and reads the whole response.
     pub async fn send(
         &self,

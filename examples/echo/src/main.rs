@@ -1,11 +1,18 @@
 //! Answers with what it received: method, path, query, headers, the body's length, and the
 //! tenant's `GREETING` variable (to show `vars` reaching the guest).
+//!
+//! The body is counted chunk by chunk, never held whole, so a tenant with a small memory
+//! cap can take a large upload. With `?mirror` it streams the request body straight back.
 
 use outpost_sdk::{Env, Request, Response, Result};
 use serde_json::{Map, Value, json};
 
 #[outpost_sdk::fetch]
 async fn fetch(req: Request, env: Env) -> Result<Response> {
+    if req.query_param("mirror").is_some() {
+        return Ok(Response::stream(req.into_body())
+            .with_header("content-type", "application/octet-stream"));
+    }
     let mut headers = Map::new();
     for (name, value) in req.headers() {
         headers.insert(
@@ -16,13 +23,17 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
     let method = req.method().to_string();
     let path = req.path().to_string();
     let query = req.query().map(str::to_string);
-    let body = req.bytes().await?;
+    let mut body = req.into_stream();
+    let mut body_length = 0;
+    while let Some(chunk) = body.chunk().await? {
+        body_length += chunk.len();
+    }
     Response::json(&json!({
         "method": method,
         "path": path,
         "query": query,
         "headers": headers,
-        "body_length": body.len(),
+        "body_length": body_length,
         "greeting": env.var("GREETING"),
     }))
 }
