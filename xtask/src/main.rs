@@ -4,6 +4,8 @@
 //! - `cargo xtask build-examples`: installs the wasm target if missing, builds every example
 //! - `cargo xtask demo`: builds everything (release) and serves `config/demo.toml`
 //! - `cargo xtask test`: builds the examples, then runs the whole test suite
+//! - `cargo xtask bench [--only hello,cold,density,noisy] [--duration S]`: builds everything
+//!   in release mode and runs the load harness against the peers (docs/benchmarks.md)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,7 +37,22 @@ fn main() -> anyhow::Result<()> {
             run(cargo(&root).args(["test", "--workspace", "--all-targets"]))?;
             run(cargo(&root).args(["test", "--workspace", "--doc"]))
         }
-        _ => bail!("usage: cargo xtask <build-examples | demo | test>"),
+        "bench" => {
+            build_examples(&root)?;
+            run(cargo(&root).args([
+                "build",
+                "--release",
+                "--package",
+                "outpost",
+                "--package",
+                "outpost-bench",
+            ]))?;
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            run(Command::new(root.join("target/release/outpost-bench"))
+                .args(args)
+                .env_remove("RUST_BACKTRACE"))
+        }
+        _ => bail!("usage: cargo xtask <build-examples | demo | test | bench>"),
     }
 }
 

@@ -1,0 +1,106 @@
+//! Starting the servers under test, pinned to the server core, and reading their memory.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The core servers run on; the load generator gets the other.
+pub const SERVER_CORE: &str = "0";
+pub const LOAD_CORE: &str = "1";
+
+/// A server process under test. Killed on drop.
+pub struct Server {
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl Server {
+    /// Starts `program args…` pinned to the server core and waits for `host` to answer 200.
+    pub fn start(
+        name: &str,
+        addr: SocketAddr,
+        host: &str,
+        program: &Path,
+        args: &[String],
+        log: &Path,
+    ) -> anyhow::Result<(Server, Duration)> {
+        let started = Instant::now();
+        let child = Command::new("taskset")
+            .arg("-c")
+            .arg(SERVER_CORE)
+            .arg(program)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env_remove("RUST_BACKTRACE")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log)?)
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        let mut server = Server { addr, child };
+        loop {
+            if first_response_is_200(addr, host) {
+                return Ok((server, started.elapsed()));
+            }
+            if let Some(status) = server.child.try_wait()? {
+                bail!("{name} exited with {status}; see {}", log.display());
+            }
+            if started.elapsed() > Duration::from_secs(600) {
+                bail!("{name} did not answer within 600 s; see {}", log.display());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Peak resident memory so far, in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        proc_status_kib(self.child.id(), "VmHWM:") as f64 / 1024.0
+    }
+
+    /// Current resident memory, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        proc_status_kib(self.child.id(), "VmRSS:") as f64 / 1024.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with(field))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// One plain HTTP/1.1 GET; true when it answers 200.
+pub fn first_response_is_200(addr: SocketAddr, host: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(100)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && &head[9..12] == b"200"
+}
+
+/// An unused loopback port.
+pub fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
