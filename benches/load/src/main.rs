@@ -223,13 +223,20 @@ impl Harness {
 
     fn start_wasmtime(&self, name: &str, reuse: Option<u32>) -> anyhow::Result<(Server, Duration)> {
         let addr = free_addr()?;
-        // `-S cli`: Rust std imports wasi:cli/environment, which the proxy world lacks.
+        // `-S cli`: Rust std imports wasi:cli/environment, which the proxy world lacks. The
+        // pooling flags are serve's best for fresh instances, and the ones outpost uses.
         let mut args: Vec<String> = [
             "serve",
             "-S",
             "cli",
             "-O",
             "pooling-allocator=y",
+            "-O",
+            "pooling-memory-keep-resident=4194304",
+            "-O",
+            "pooling-table-keep-resident=262144",
+            "-O",
+            "pooling-pagemap-scan=auto",
             "-C",
             "cache=y",
             "--addr",
