@@ -5,6 +5,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use std::sync::Arc;
+
+use crate::lanes::{LaneSlot, Lanes};
 use crate::scope::{LimitHit, ScopeSlot};
 
 /// A store's data.
@@ -15,6 +18,11 @@ pub(crate) struct GuestState {
     pub(crate) hooks: OutboundPolicy,
     pub(crate) limiter: GuestLimiter,
     pub(crate) scope: ScopeSlot,
+    /// The tenant's lanes, and the one this instance holds while it computes.
+    pub(crate) lanes: Lanes,
+    pub(crate) lane: Arc<LaneSlot>,
+    /// Whether the tenant budgets CPU time (the meter then runs around host calls).
+    pub(crate) meter_cpu: bool,
 }
 
 impl WasiView for GuestState {

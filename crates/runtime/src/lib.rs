@@ -11,6 +11,7 @@ mod cpu;
 mod engine;
 mod guest_log;
 mod guest_state;
+mod lanes;
 mod scope;
 mod tenant;
 

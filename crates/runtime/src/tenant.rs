@@ -27,6 +27,7 @@ use crate::compile_cache::{CacheOutcome, hex};
 use crate::engine::{MAX_TABLE_ELEMENTS, Runtime};
 use crate::guest_log::{GuestLog, GuestStream};
 use crate::guest_state::{GuestLimiter, GuestState, OutboundPolicy};
+use crate::lanes::{Lanes, lanes_per_tenant};
 use crate::scope::{LimitExceeded, LimitHit, RequestScope, ScopeSlot};
 
 /// With `reuse = true`, an instance serves at most this many requests, then is replaced
@@ -188,6 +189,7 @@ impl Tenant {
         let name: Arc<str> = Arc::from(config.name.as_str());
         let instances = TenantInstances {
             name: name.clone(),
+            lanes: Arc::new(Semaphore::new(lanes_per_tenant())),
             engine: runtime.engine.clone(),
             limits: config.limits.clone(),
             vars: config
@@ -331,6 +333,7 @@ fn body_with_limit(body: WasiBody, limit: u64, scope: Arc<RequestScope>) -> Wasi
 /// Creates instances for a tenant's [`ProxyHandler`].
 struct TenantInstances {
     name: Arc<str>,
+    lanes: Lanes,
     engine: wasmtime::Engine,
     limits: Limits,
     vars: Vec<(String, String)>,
@@ -365,6 +368,9 @@ impl TenantInstances {
                 scope: scope.clone(),
             },
             scope: scope.clone(),
+            lanes: self.lanes.clone(),
+            lane: Arc::default(),
+            meter_cpu: self.limits.cpu.is_some(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -372,9 +378,7 @@ impl TenantInstances {
         store.set_fuel(self.limits.fuel)?;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(on_epoch_tick);
-        if self.limits.cpu.is_some() {
-            store.call_hook(meter_cpu);
-        }
+        store.call_hook(on_call);
         Ok((store, scope))
     }
 
@@ -398,28 +402,46 @@ fn on_epoch_tick(store: StoreContextMut<'_, GuestState>) -> wasmtime::Result<Upd
         let hit = scope.limit_hit().unwrap_or(LimitHit::Timeout);
         return Err(scope.hit(hit).into());
     }
-    if let Some(budget) = scope.cpu_budget {
-        if scope.cpu.used() > budget {
-            return Err(scope.hit(LimitHit::Cpu).into());
-        }
-        // Stop the meter across the yield: whatever runs on this thread meanwhile is not
-        // this guest's CPU time.
-        scope.cpu.pause();
-        let meter = scope.cpu.clone();
-        return Ok(UpdateDeadline::YieldCustom(
-            1,
-            Box::pin(async move {
-                tokio::task::yield_now().await;
-                meter.resume();
-            }),
-        ));
+    if let Some(budget) = scope.cpu_budget
+        && scope.cpu.used() > budget
+    {
+        return Err(scope.hit(LimitHit::Cpu).into());
     }
-    Ok(UpdateDeadline::Yield(1))
+    // A long runner: give back its lane, let others run, then queue for a lane of its
+    // tenant to go on (see `lanes`). The CPU meter stops meanwhile: whatever runs on this
+    // thread is not this guest's CPU time.
+    let state = store.data();
+    state.lane.release();
+    let (lane, lanes) = (state.lane.clone(), state.lanes.clone());
+    let meter = state.meter_cpu.then(|| {
+        scope.cpu.pause();
+        scope.cpu.clone()
+    });
+    Ok(UpdateDeadline::YieldCustom(
+        1,
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            lane.acquire(&lanes).await;
+            // The release that handed us the lane woke us into tokio's LIFO slot, ahead of
+            // every queued request: go to the back of the queue before computing again.
+            tokio::task::yield_now().await;
+            if let Some(meter) = meter {
+                meter.resume();
+            }
+        }),
+    ))
 }
 
-/// Runs the CPU meter only while wasm executes.
-fn meter_cpu(store: StoreContextMut<'_, GuestState>, hook: CallHook) -> wasmtime::Result<()> {
-    if let Some(scope) = store.data().scope.get() {
+/// On every host call: give back a lane (the guest may now wait on I/O), and run the CPU
+/// meter only while wasm executes.
+fn on_call(store: StoreContextMut<'_, GuestState>, hook: CallHook) -> wasmtime::Result<()> {
+    let state = store.data();
+    if matches!(hook, CallHook::CallingHost) {
+        state.lane.release();
+    }
+    if state.meter_cpu
+        && let Some(scope) = state.scope.get()
+    {
         match hook {
             CallHook::CallingWasm | CallHook::ReturningFromHost => scope.cpu.resume(),
             CallHook::ReturningFromWasm | CallHook::CallingHost => scope.cpu.pause(),
