@@ -85,6 +85,16 @@ impl Runtime {
         }))
     }
 
+    /// Loads `wasm` through the on-disk compile cache only, bypassing the in-process
+    /// sharing of components: what a restart does per distinct component. For benchmarks.
+    pub fn load_through_compile_cache(&self, wasm: &[u8]) -> Result<CacheOutcome, String> {
+        let hash = wasm_hash(wasm);
+        self.cache
+            .load(&self.engine, wasm, &hash)
+            .map(|(_, outcome)| outcome)
+            .map_err(|e| format!("{e:#}"))
+    }
+
     /// Compiles (or loads from the cache) the component in `wasm`.
     pub(crate) fn component(
         &self,

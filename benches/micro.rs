@@ -1,0 +1,131 @@
+//! Micro-benchmarks (`cargo bench --bench micro`): the per-request and start-up costs that
+//! the load harness (`cargo xtask bench`) sees only in aggregate. Needs the example guests
+//! (`cargo xtask build-examples`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http_body_util::{BodyExt, Empty};
+use outpost_config::{Limits, Location, NodeConfig, Route, TenantConfig};
+use outpost_runtime::{Runtime, Tenant};
+use outpost_server::Router;
+
+fn example(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask build-examples`",
+        path.display()
+    );
+    path
+}
+
+fn runtime(data_dir: &Path) -> Arc<Runtime> {
+    Runtime::new(&NodeConfig {
+        id: "bench".into(),
+        data_dir: data_dir.to_path_buf(),
+        max_instances: 100,
+    })
+    .expect("engine")
+}
+
+fn tenant_config(name: &str, component: PathBuf) -> TenantConfig {
+    TenantConfig {
+        name: name.into(),
+        component_at: Location {
+            file: "bench.toml".into(),
+            line: 0,
+            column: 0,
+        },
+        component,
+        routes: vec![Route::parse("/").expect("route")],
+        vars: Default::default(),
+        limits: Limits::default(),
+        reuse: false,
+    }
+}
+
+/// A fresh instance of `hello` from the pool, one request through it, the body read: the
+/// per-request cost of the runtime without HTTP parsing or sockets.
+fn instantiate_and_handle(c: &mut Criterion) {
+    let data = tempfile::tempdir().expect("temp dir");
+    let runtime = runtime(data.path());
+    let tenant =
+        Tenant::load(&runtime, &tenant_config("hello", example("hello"))).expect("load hello");
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let id: Arc<str> = Arc::from("bench");
+    c.bench_function("instantiate_and_handle_hello", |b| {
+        b.to_async(&tokio).iter(|| async {
+            let admission = tenant.try_admit().expect("under the concurrency limit");
+            let request = http::Request::get("http://bench.test/")
+                .body(Empty::new().map_err(|never| match never {}).boxed_unsync())
+                .expect("request");
+            let response = tenant
+                .handle(admission, id.clone(), request)
+                .await
+                .expect("200");
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            assert_eq!(&body[..], b"hello from outpost");
+        })
+    });
+}
+
+/// Routing among 1,000 tenants' routes: exact hosts, wildcards and path prefixes.
+fn router_match(c: &mut Criterion) {
+    let routes: Vec<Vec<Route>> = (0..1000)
+        .map(|i| {
+            let text = match i % 4 {
+                0 => format!("tenant{i}.example.com"),
+                1 => format!("*.zone{i}.example.net"),
+                2 => format!("api.example.org/v{i}"),
+                _ => format!("/static{i}"),
+            };
+            vec![Route::parse(&text).expect("route")]
+        })
+        .collect();
+    let router = Router::new(routes.iter().enumerate().map(|(i, r)| (i, r.as_slice())));
+    c.bench_function("router_match_1000_routes", |b| {
+        b.iter(|| {
+            let exact = router.route("tenant500.example.com:443", "/cart");
+            let wildcard = router.route("a.zone501.example.net", "/");
+            let path = router.route("api.example.org", "/v502/orders");
+            let miss = router.route("nowhere.test", "/x");
+            std::hint::black_box((exact, wildcard, path, miss))
+        })
+    });
+}
+
+/// Mapping one compiled component in from the on-disk cache, as a restart does.
+fn compile_cache_load(c: &mut Criterion) {
+    let data = tempfile::tempdir().expect("temp dir");
+    let runtime = runtime(data.path());
+    let wasm = std::fs::read(example("hello")).expect("hello.wasm");
+    runtime
+        .load_through_compile_cache(&wasm)
+        .expect("first load compiles");
+    c.bench_function("compile_cache_load_hello", |b| {
+        b.iter(|| {
+            let outcome = runtime.load_through_compile_cache(&wasm).expect("load");
+            assert_eq!(outcome, outpost_runtime::CacheOutcome::Hit);
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    instantiate_and_handle,
+    router_match,
+    compile_cache_load
+);
+criterion_main!(benches);
