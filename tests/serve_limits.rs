@@ -240,3 +240,37 @@ async fn noisy_neighbour_does_not_starve_hello() {
     assert_eq!(answered, 50);
     assert!(spun >= 8, "the spinners really ran ({spun} spins)");
 }
+
+#[tokio::test]
+async fn a_full_instance_pool_is_503_node_busy_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, addr) = support::write_config_with(
+        dir.path(),
+        2,
+        &tenant(
+            "slow",
+            "limits",
+            &["/"],
+            "limits = { concurrency = 10, timeout = \"5s\" }",
+        ),
+    );
+    let node = std::sync::Arc::new(Node::start_with(dir, &config, addr).await);
+    let sleepers: Vec<_> = (0..2)
+        .map(|_| {
+            let node = node.clone();
+            tokio::spawn(async move { node.get("x.test", "/sleep?ms=1500").await.status })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let busy = node.get("x.test", "/ok").await;
+    assert_eq!((busy.status, busy.body.as_str()), (503, "node busy"));
+    assert_eq!(busy.header("retry-after"), Some("1"));
+    for sleeper in sleepers {
+        assert_eq!(sleeper.await.unwrap(), 200);
+    }
+    assert_eq!(
+        node.get("x.test", "/ok").await.status,
+        200,
+        "slots come back"
+    );
+}

@@ -57,11 +57,19 @@ impl Reply {
     }
 }
 
+/// Instance slots a test node's pool has, unless a test asks for another number.
+pub const TEST_MAX_INSTANCES: u32 = 200;
+
 /// Writes `tenants` into a config with a fresh data dir and an ephemeral port.
 pub fn write_config(dir: &Path, tenants: &str) -> (PathBuf, SocketAddr) {
+    write_config_with(dir, TEST_MAX_INSTANCES, tenants)
+}
+
+/// Like [`write_config`], with `max_instances` pool slots.
+pub fn write_config_with(dir: &Path, max_instances: u32, tenants: &str) -> (PathBuf, SocketAddr) {
     let addr = free_port();
     let config = format!(
-        "[node]\nid = \"test\"\ndata_dir = \"data\"\nmax_instances = 200\n\n[server]\nlisten = \"{addr}\"\n\n{tenants}"
+        "[node]\nid = \"test\"\ndata_dir = \"data\"\nmax_instances = {max_instances}\n\n[server]\nlisten = \"{addr}\"\n\n{tenants}"
     );
     let path = dir.join("outpost.toml");
     std::fs::write(&path, config).expect("write config");
