@@ -34,6 +34,7 @@ fn runtime(data_dir: &Path) -> Arc<Runtime> {
 
 fn tenant_config(name: &str, component: PathBuf) -> TenantConfig {
     TenantConfig {
+        stores: Default::default(),
         name: name.into(),
         component_at: Location {
             file: "bench.toml".into(),

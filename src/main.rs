@@ -101,6 +101,11 @@ fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
         report(&errors);
         return Ok(ExitCode::from(2));
     }
+    if config.tenants.iter().any(|t| !t.stores.kv.is_empty()) {
+        // Open (and lock) the KV database now: a second node on the same data_dir is a
+        // start-up error, not a failing request.
+        runtime.stores().kv()?;
+    }
     log_startup(&tenants, started);
 
     let node = Arc::new(Node::new(

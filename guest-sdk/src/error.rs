@@ -26,6 +26,27 @@ impl Error {
         }
     }
 
+    /// A 500 whose `message` goes to the node's log, not to the client.
+    pub fn internal(message: impl Into<String>) -> Error {
+        Error {
+            status: 500,
+            message: message.into(),
+            internal: true,
+        }
+    }
+
+    /// The same error answered with `status` and its message shown to the client.
+    pub fn with_status(mut self, status: u16) -> Error {
+        self.status = status;
+        self.internal = false;
+        self
+    }
+
+    /// The error's text.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// 400 with `message`.
     pub fn bad_request(message: impl Into<String>) -> Error {
         Error::new(400, message)

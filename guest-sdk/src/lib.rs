@@ -25,12 +25,16 @@ mod env;
 mod error;
 mod request;
 mod response;
+pub mod stores;
 
 pub use env::Env;
 pub use error::{Error, Result};
 pub use outpost_sdk_macros::fetch;
 pub use request::{BodyStream, Request};
 pub use response::Response;
+pub use stores::blob::Bucket;
+pub use stores::kv::Kv;
+pub use stores::sql::Sql;
 pub use wstd::http::{Body, HeaderMap, Method, StatusCode};
 
 /// Waits for `duration` without holding the node's thread (the instance is suspended).

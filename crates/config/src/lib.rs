@@ -24,6 +24,7 @@
 mod error;
 mod raw;
 mod route;
+mod stores;
 mod units;
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +34,9 @@ use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors, Location};
 pub use route::{HostPattern, Route};
+pub use stores::{
+    BlobLocation, BlobStore, DEFAULT_S3_ACCESS_KEY_ENV, DEFAULT_S3_SECRET_KEY_ENV, S3Store, Stores,
+};
 pub use units::{format_size, parse_duration, parse_size};
 
 use raw::{LenientConfig, RawConfig, RawLimits, RawTenant, SizeValue};
@@ -57,6 +61,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_CONCURRENCY: u32 = 64;
 /// Request body size when a tenant sets none (Workers' free-plan limit).
 pub const DEFAULT_BODY_BYTES: u64 = 100 << 20;
+/// Size cap of each SQLite database when a tenant sets none.
+pub const DEFAULT_SQL_SIZE_BYTES: u64 = 1 << 30;
+/// The smallest SQLite size cap (a few pages).
+pub const MIN_SQL_SIZE_BYTES: u64 = 64 << 10;
 
 /// The smallest memory cap that can hold a Rust guest's stack and heap.
 pub const MIN_MEMORY_BYTES: u64 = 1 << 20;
@@ -116,6 +124,8 @@ pub struct TenantConfig {
     pub limits: Limits,
     /// Reuse an instance for several requests (sequentially) instead of a fresh one each.
     pub reuse: bool,
+    /// The stores its guest may open.
+    pub stores: Stores,
 }
 
 /// Per-request limits of a tenant.
@@ -134,6 +144,8 @@ pub struct Limits {
     pub concurrency: u32,
     /// Request body bytes; more get 413.
     pub body: u64,
+    /// Bytes each of the tenant's SQLite databases may grow to.
+    pub sql_size: u64,
 }
 
 impl Default for Limits {
@@ -145,6 +157,7 @@ impl Default for Limits {
             timeout: DEFAULT_TIMEOUT,
             concurrency: DEFAULT_CONCURRENCY,
             body: DEFAULT_BODY_BYTES,
+            sql_size: DEFAULT_SQL_SIZE_BYTES,
         }
     }
 }
@@ -198,10 +211,12 @@ impl Config {
                 };
             }
         };
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut validator = Validator {
             source,
             path,
-            base: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            data_dir: base.join(DEFAULT_DATA_DIR),
+            base,
             errors: Vec::new(),
         };
         let config = validator.config(raw);
@@ -271,6 +286,8 @@ struct Validator<'a> {
     source: &'a str,
     path: &'a Path,
     base: PathBuf,
+    /// The node's data directory, once `[node]` is read (default blob stores live there).
+    data_dir: PathBuf,
     errors: Vec<ConfigError>,
 }
 
@@ -294,6 +311,7 @@ impl Validator<'_> {
 
     fn config(&mut self, raw: RawConfig) -> Config {
         let node = self.node(raw.node);
+        self.data_dir = node.data_dir.clone();
         let server = self.server(raw.server);
         let mut tenants = Vec::new();
         let mut names: HashMap<String, usize> = HashMap::new();
@@ -471,6 +489,11 @@ impl Validator<'_> {
             None => Limits::default(),
         };
         let reuse = raw.reuse.is_some_and(Spanned::into_inner);
+        let stores = Stores {
+            kv: self.binding_names(raw.kv, "kv", &mut errors),
+            sql: self.binding_names(raw.sql, "sql", &mut errors),
+            blob: self.blob_stores(&name, raw.blob, &mut errors),
+        };
 
         for error in errors {
             self.errors.push(error.tenant(&name));
@@ -483,7 +506,131 @@ impl Validator<'_> {
             vars,
             limits,
             reuse,
+            stores,
         })
+    }
+
+    /// `kv = [...]` or `sql = [...]`: unique identifiers.
+    fn binding_names(
+        &self,
+        raw: Option<Spanned<Vec<Spanned<String>>>>,
+        key: &str,
+        errors: &mut Vec<ConfigError>,
+    ) -> Vec<String> {
+        let mut names = Vec::new();
+        for name in raw.map(Spanned::into_inner).unwrap_or_default() {
+            if !stores::is_binding_name(name.get_ref()) {
+                errors.push(self.error(&name, key, format!(
+                    "`{}` is not a binding name; use letters, digits and `_`, starting with a letter (at most 63), e.g. \"SESSIONS\"",
+                    name.get_ref()
+                )));
+            } else if names.contains(name.get_ref()) {
+                errors.push(self.error(
+                    &name,
+                    key,
+                    format!("binding `{}` is listed twice", name.get_ref()),
+                ));
+            } else {
+                names.push(name.into_inner());
+            }
+        }
+        names
+    }
+
+    /// `blob = { NAME = "url" | { url = …, endpoint = …, … } }`.
+    fn blob_stores(
+        &self,
+        tenant: &str,
+        raw: BTreeMap<String, Spanned<toml::Value>>,
+        errors: &mut Vec<ConfigError>,
+    ) -> BTreeMap<String, BlobStore> {
+        let mut stores = BTreeMap::new();
+        for (name, value) in raw {
+            let key = format!("blob.{name}");
+            if !stores::is_binding_name(&name) {
+                errors.push(self.error(&value, &key, format!(
+                    "`{name}` is not a binding name; use letters, digits and `_`, starting with a letter (at most 63)"
+                )));
+                continue;
+            }
+            let at = self.at(value.span());
+            let default =
+                || BlobLocation::File(self.data_dir.join("blobs").join(tenant).join(&name));
+            let location = match value.get_ref() {
+                toml::Value::String(url) => stores::parse_blob_url(url, &self.base),
+                toml::Value::Table(table) => self.blob_table(table, default),
+                _ => Err("a blob binding is a URL string or a table like { url = \"s3://bucket\", endpoint = \"http://…\" }".into()),
+            };
+            match location {
+                Ok(location) => {
+                    stores.insert(name, BlobStore { location, at });
+                }
+                Err(message) => errors.push(self.error(&value, &key, message)),
+            }
+        }
+        stores
+    }
+
+    fn blob_table(
+        &self,
+        table: &toml::Table,
+        default: impl FnOnce() -> BlobLocation,
+    ) -> Result<BlobLocation, String> {
+        const KEYS: [&str; 5] = [
+            "url",
+            "endpoint",
+            "region",
+            "access_key_id_env",
+            "secret_access_key_env",
+        ];
+        if let Some(unknown) = table.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(format!(
+                "unknown key `{unknown}`; a blob binding may set {}",
+                KEYS.join(", ")
+            ));
+        }
+        let text = |key: &str| -> Result<Option<String>, String> {
+            match table.get(key) {
+                None => Ok(None),
+                Some(toml::Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+                Some(_) => Err(format!("`{key}` must be a non-empty string")),
+            }
+        };
+        let mut location = match text("url")? {
+            Some(url) => stores::parse_blob_url(&url, &self.base)?,
+            None => default(),
+        };
+        let s3_keys = [
+            "endpoint",
+            "region",
+            "access_key_id_env",
+            "secret_access_key_env",
+        ];
+        match &mut location {
+            BlobLocation::S3(s3) => {
+                s3.endpoint = text("endpoint")?;
+                s3.region = text("region")?;
+                if let Some(var) = text("access_key_id_env")? {
+                    s3.access_key_id_env = var;
+                }
+                if let Some(var) = text("secret_access_key_env")? {
+                    s3.secret_access_key_env = var;
+                }
+                if let Some(endpoint) = &s3.endpoint
+                    && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+                {
+                    return Err(format!(
+                        "endpoint `{endpoint}` must be an http:// or https:// URL"
+                    ));
+                }
+            }
+            _ => {
+                if let Some(key) = s3_keys.iter().find(|k| table.contains_key(**k)) {
+                    return Err(format!("`{key}` applies only to s3:// stores"));
+                }
+            }
+        }
+        Ok(location)
     }
 
     fn limits(&self, raw: RawLimits, errors: &mut Vec<ConfigError>) -> Limits {
@@ -509,6 +656,15 @@ impl Validator<'_> {
                     ),
                 )),
                 Err(message) => errors.push(self.error(&memory, "limits.memory", message)),
+            }
+        }
+        if let Some(sql_size) = raw.sql_size {
+            match size(sql_size.get_ref()) {
+                Ok(bytes) if bytes >= MIN_SQL_SIZE_BYTES => limits.sql_size = bytes,
+                Ok(_) => {
+                    errors.push(self.error(&sql_size, "limits.sql_size", "must be at least 64KiB"))
+                }
+                Err(message) => errors.push(self.error(&sql_size, "limits.sql_size", message)),
             }
         }
         if let Some(body) = raw.body {

@@ -41,6 +41,11 @@ pub(crate) struct RawTenant {
     pub vars: BTreeMap<String, Spanned<toml::Value>>,
     pub limits: Option<Spanned<RawLimits>>,
     pub reuse: Option<Spanned<bool>>,
+    pub kv: Option<Spanned<Vec<Spanned<String>>>>,
+    pub sql: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Binding name → URL string or a table; validated by hand for clear messages.
+    #[serde(default)]
+    pub blob: BTreeMap<String, Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +57,7 @@ pub(crate) struct RawLimits {
     pub timeout: Option<Spanned<String>>,
     pub concurrency: Option<Spanned<u32>>,
     pub body: Option<Spanned<SizeValue>>,
+    pub sql_size: Option<Spanned<SizeValue>>,
 }
 
 /// A size may be written `"64MiB"` or as a plain number of bytes.

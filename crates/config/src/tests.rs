@@ -57,6 +57,7 @@ fn valid_config_resolves_paths_and_applies_defaults() {
             timeout: Duration::from_millis(250),
             concurrency: 2,
             body: 1024,
+            sql_size: DEFAULT_SQL_SIZE_BYTES,
         }
     );
     assert!(blog.reuse);
@@ -174,4 +175,84 @@ fn unreadable_file_is_an_error_not_a_panic() {
     let checked = Config::check_file(Path::new("/nonexistent/outpost.toml"));
     assert!(checked.config.is_none());
     assert!(checked.errors[0].message.contains("cannot read"));
+}
+
+const STORES: &str = r#"
+[node]
+data_dir = "/var/outpost"
+
+[[tenant]]
+name = "shop"
+component = "shop.wasm"
+routes = ["/"]
+kv = ["SESSIONS", "CACHE"]
+sql = ["DB"]
+limits = { sql_size = "10MiB" }
+blob = { ASSETS = {}, LOCAL = "file://./assets", TMP = "memory://", MEDIA = { url = "s3://media/shop/", endpoint = "http://127.0.0.1:9000", region = "eu-1", access_key_id_env = "MEDIA_KEY" } }
+"#;
+
+#[test]
+fn store_bindings_parse_with_defaults_under_data_dir() {
+    let config = Config::parse(STORES, Path::new("conf/node.toml")).unwrap();
+    let tenant = &config.tenants[0];
+    assert_eq!(tenant.stores.kv, ["SESSIONS", "CACHE"]);
+    assert_eq!(tenant.stores.sql, ["DB"]);
+    assert_eq!(tenant.limits.sql_size, 10 << 20);
+    let blob = &tenant.stores.blob;
+    assert_eq!(
+        blob["ASSETS"].location,
+        BlobLocation::File("/var/outpost/blobs/shop/ASSETS".into())
+    );
+    assert_eq!(
+        blob["LOCAL"].location,
+        BlobLocation::File("conf/./assets".into())
+    );
+    assert_eq!(blob["TMP"].location, BlobLocation::Memory);
+    let BlobLocation::S3(s3) = &blob["MEDIA"].location else {
+        panic!("MEDIA should be s3: {:?}", blob["MEDIA"]);
+    };
+    assert_eq!((s3.bucket.as_str(), s3.prefix.as_str()), ("media", "shop"));
+    assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(s3.region.as_deref(), Some("eu-1"));
+    assert_eq!(s3.access_key_id_env, "MEDIA_KEY");
+    assert_eq!(s3.secret_access_key_env, DEFAULT_S3_SECRET_KEY_ENV);
+    assert_eq!(blob["MEDIA"].at.line, 12);
+}
+
+#[test]
+fn bad_store_bindings_name_the_key() {
+    let base = "[[tenant]]\nname = \"shop\"\ncomponent = \"s.wasm\"\nroutes = [\"/\"]\n";
+    let cases = [
+        ("kv = [\"A\", \"A\"]", "kv", "listed twice"),
+        ("sql = [\"bad-name\"]", "sql", "not a binding name"),
+        (
+            "blob = { X = \"ftp://x\" }",
+            "blob.X",
+            "not a blob store URL",
+        ),
+        ("blob = { X = \"s3://\" }", "blob.X", "needs a bucket"),
+        (
+            "blob = { X = { url = \"memory://\", region = \"x\" } }",
+            "blob.X",
+            "only to s3://",
+        ),
+        (
+            "blob = { X = { bucket = \"b\" } }",
+            "blob.X",
+            "unknown key `bucket`",
+        ),
+        ("blob = { X = 3 }", "blob.X", "URL string or a table"),
+        (
+            "limits = { sql_size = \"1KiB\" }",
+            "limits.sql_size",
+            "at least 64KiB",
+        ),
+    ];
+    for (line, key, needle) in cases {
+        let error = only_error(&format!("{base}{line}\n"));
+        assert_eq!(error.key.as_deref(), Some(key), "{line}: {error}");
+        assert_eq!(error.tenant.as_deref(), Some("shop"), "{line}: {error}");
+        assert_eq!(error.location.line, 5, "{line}: {error}");
+        assert!(error.message.contains(needle), "{line}: {error}");
+    }
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use outpost_bindings::NodeStores;
 use outpost_config::NodeConfig;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -46,6 +47,9 @@ pub enum RuntimeError {
         /// Why.
         source: std::io::Error,
     },
+    /// A node store (the KV database) cannot be opened.
+    #[error(transparent)]
+    Stores(#[from] outpost_bindings::StoresError),
 }
 
 /// A component compiled once per process, or why it could not be.
@@ -58,6 +62,7 @@ pub struct Runtime {
     cache: CompileCache,
     /// Components by wasm hash: tenants that deploy the same wasm share its code.
     loaded: Mutex<HashMap<[u8; 32], Arc<LoadedComponent>>>,
+    pub(crate) stores: Arc<NodeStores>,
     _ticker: EpochTicker,
 }
 
@@ -81,8 +86,14 @@ impl Runtime {
             linker,
             cache,
             loaded: Mutex::new(HashMap::new()),
+            stores: NodeStores::new(&node.data_dir),
             _ticker: ticker,
         }))
+    }
+
+    /// The node's stores.
+    pub fn stores(&self) -> &Arc<NodeStores> {
+        &self.stores
     }
 
     /// Loads `wasm` through the on-disk compile cache only, bypassing the in-process
@@ -156,6 +167,7 @@ fn add_interfaces(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     wasmtime_wasi::p3::add_to_linker(linker)?;
     wasmtime_wasi_http::p3::add_to_linker(linker)?;
+    outpost_bindings::add_to_linker(linker, GuestState::bindings_view)?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! What each instance's `Store` holds: WASI and wasi:http contexts, the resource limiter,
 //! and the slot naming the request it serves.
 
+use outpost_bindings::{BindingsView, TenantBindings};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
@@ -23,6 +24,19 @@ pub(crate) struct GuestState {
     pub(crate) lane: Arc<LaneSlot>,
     /// Whether the tenant budgets CPU time (the meter then runs around host calls).
     pub(crate) meter_cpu: bool,
+    /// The stores the tenant declared.
+    pub(crate) bindings: Arc<TenantBindings>,
+}
+
+impl GuestState {
+    /// What the `outpost:edge` host calls see.
+    pub(crate) fn bindings_view(&mut self) -> BindingsView<'_> {
+        BindingsView {
+            bindings: &self.bindings,
+            table: &mut self.table,
+            deadline: self.scope.get().map(|scope| scope.deadline),
+        }
+    }
 }
 
 impl WasiView for GuestState {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use outpost_bindings::{StoresError, TenantBindings};
 use outpost_config::{Limits, Location, TenantConfig};
 use tokio::sync::Semaphore;
 use wasmtime::component::{GuestTaskId, ResourceTable};
@@ -83,6 +84,12 @@ pub enum LoadError {
         /// wasmtime's reason.
         reason: String,
     },
+    /// A store binding cannot be set up.
+    #[error("{reason}")]
+    Binding {
+        /// What is wrong.
+        reason: String,
+    },
     /// A trial instantiation under the tenant's limits failed.
     #[error("the component does not instantiate under the tenant's limits: {reason}")]
     Instantiate {
@@ -93,11 +100,13 @@ pub enum LoadError {
 
 /// A [`LoadError`] with the tenant and the config line that names the component.
 #[derive(Debug, thiserror::Error)]
-#[error("{at}: tenant `{tenant}`: `component`: {error}")]
+#[error("{at}: tenant `{tenant}`: `{key}`: {error}")]
 pub struct TenantLoadError {
     /// The tenant.
     pub tenant: String,
-    /// Where its `component` key is written.
+    /// The config key at fault: `component`, or a binding such as `blob.ASSETS`.
+    pub key: String,
+    /// Where that key is written.
     pub at: Location,
     /// What went wrong.
     #[source]
@@ -149,13 +158,43 @@ pub struct Tenant {
 impl Tenant {
     /// Reads, compiles (or loads from the cache), links and test-instantiates the tenant's
     /// component.
-    pub fn load(runtime: &Arc<Runtime>, config: &TenantConfig) -> Result<Tenant, TenantLoadError> {
+    pub fn load(
+        runtime: &Arc<Runtime>,
+        config: &TenantConfig,
+    ) -> Result<Tenant, Box<TenantLoadError>> {
         let started = Instant::now();
-        let located = |error| TenantLoadError {
-            tenant: config.name.clone(),
-            at: config.component_at.clone(),
-            error,
+        let located = |error| {
+            Box::new(TenantLoadError {
+                tenant: config.name.clone(),
+                key: "component".into(),
+                at: config.component_at.clone(),
+                error,
+            })
         };
+        let bindings = runtime
+            .stores
+            .tenant(
+                &config.name,
+                &config.stores,
+                config.limits.memory,
+                config.limits.sql_size,
+            )
+            .map_err(|e| match e {
+                StoresError::Blob {
+                    tenant,
+                    binding,
+                    at,
+                    reason,
+                } => Box::new(TenantLoadError {
+                    tenant,
+                    key: format!("blob.{binding}"),
+                    at,
+                    error: LoadError::Binding { reason },
+                }),
+                other => located(LoadError::Binding {
+                    reason: other.to_string(),
+                }),
+            })?;
         let path = &config.component;
         let wasm = std::fs::read(path).map_err(|source| {
             located(LoadError::Unreadable {
@@ -199,6 +238,7 @@ impl Tenant {
                 .collect(),
             reuse: config.reuse,
             pre,
+            bindings,
         };
         instances.trial_instantiate().map_err(|e| {
             located(LoadError::Instantiate {
@@ -339,6 +379,7 @@ struct TenantInstances {
     vars: Vec<(String, String)>,
     reuse: bool,
     pre: ProxyPre<GuestState>,
+    bindings: Arc<TenantBindings>,
 }
 
 impl TenantInstances {
@@ -371,6 +412,7 @@ impl TenantInstances {
             lanes: self.lanes.clone(),
             lane: Arc::default(),
             meter_cpu: self.limits.cpu.is_some(),
+            bindings: self.bindings.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -582,16 +624,19 @@ impl WorkerExpiration for InstanceExpiration {
     }
 }
 
+/// A tenant, or why it did not load.
+type Loaded = Result<Tenant, Box<TenantLoadError>>;
+
 /// Loads every tenant, compiling on all cores at once; results are in `configs` order.
 pub fn load_tenants(
     runtime: &Arc<Runtime>,
     configs: &[TenantConfig],
-) -> Vec<Result<Tenant, TenantLoadError>> {
+) -> Vec<Result<Tenant, Box<TenantLoadError>>> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(configs.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<Result<Tenant, TenantLoadError>>>> = configs
+    let slots: Vec<std::sync::Mutex<Option<Loaded>>> = configs
         .iter()
         .map(|_| std::sync::Mutex::new(None))
         .collect();

@@ -1,0 +1,112 @@
+//! A tenant's storage bindings: `kv`, `sql` and `blob`, the names its guest opens stores by.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::Location;
+
+/// Environment variable read for an S3 access key id when a store names none.
+pub const DEFAULT_S3_ACCESS_KEY_ENV: &str = "AWS_ACCESS_KEY_ID";
+/// Environment variable read for an S3 secret key when a store names none.
+pub const DEFAULT_S3_SECRET_KEY_ENV: &str = "AWS_SECRET_ACCESS_KEY";
+
+/// The stores a tenant's guest may open, by binding name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stores {
+    /// `kv = ["SESSIONS"]`: key-value namespaces in the node's KV database.
+    pub kv: Vec<String>,
+    /// `sql = ["DB"]`: one SQLite file each.
+    pub sql: Vec<String>,
+    /// `blob = { ASSETS = "…" }`: object stores.
+    pub blob: BTreeMap<String, BlobStore>,
+}
+
+/// One blob binding: where its objects live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobStore {
+    /// The backend.
+    pub location: BlobLocation,
+    /// Where the binding is written in the config, for errors found when it is opened.
+    pub at: Location,
+}
+
+/// Where a blob binding's objects live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobLocation {
+    /// A directory on the node (`file://`, and the default under `data_dir`).
+    File(PathBuf),
+    /// Process memory, gone at restart (`memory://`): tests and scratch space.
+    Memory,
+    /// An S3-compatible server (`s3://bucket/prefix`).
+    S3(S3Store),
+}
+
+/// An `s3://` blob binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Store {
+    /// The bucket.
+    pub bucket: String,
+    /// Key prefix inside the bucket (no leading or trailing `/`), possibly empty.
+    pub prefix: String,
+    /// The server's URL for S3-compatible servers (MinIO, R2, …); AWS when absent.
+    pub endpoint: Option<String>,
+    /// The region; `us-east-1` when absent.
+    pub region: Option<String>,
+    /// The environment variable holding the access key id.
+    pub access_key_id_env: String,
+    /// The environment variable holding the secret access key.
+    pub secret_access_key_env: String,
+}
+
+/// Parses a blob URL. `base` resolves relative `file://` paths.
+pub(crate) fn parse_blob_url(url: &str, base: &Path) -> Result<BlobLocation, String> {
+    if let Some(path) = url.strip_prefix("file://") {
+        if path.is_empty() {
+            return Err("`file://` needs a directory, e.g. \"file://./data/assets\"".into());
+        }
+        let path = Path::new(path);
+        return Ok(BlobLocation::File(if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            base.join(path)
+        }));
+    }
+    if url == "memory://" {
+        return Ok(BlobLocation::Memory);
+    }
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err("`s3://` needs a bucket, e.g. \"s3://my-bucket/prefix\"".into());
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix
+            .split('/')
+            .any(|segment| segment.is_empty() || segment == "..")
+            && !prefix.is_empty()
+        {
+            return Err(format!(
+                "the prefix `{prefix}` has an empty or `..` segment"
+            ));
+        }
+        return Ok(BlobLocation::S3(S3Store {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+            endpoint: None,
+            region: None,
+            access_key_id_env: DEFAULT_S3_ACCESS_KEY_ENV.to_string(),
+            secret_access_key_env: DEFAULT_S3_SECRET_KEY_ENV.to_string(),
+        }));
+    }
+    Err(format!(
+        "`{url}` is not a blob store URL; use \"file://DIR\", \"s3://BUCKET/PREFIX\" or \"memory://\""
+    ))
+}
+
+/// Binding names become file names and appear in guests' code: keep them identifiers.
+pub(crate) fn is_binding_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
