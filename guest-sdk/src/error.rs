@@ -14,6 +14,7 @@ pub struct Error {
     status: u16,
     message: String,
     internal: bool,
+    invalid_argument: bool,
 }
 
 impl Error {
@@ -23,6 +24,7 @@ impl Error {
             status,
             message: message.into(),
             internal: false,
+            invalid_argument: false,
         }
     }
 
@@ -32,6 +34,7 @@ impl Error {
             status: 500,
             message: message.into(),
             internal: true,
+            invalid_argument: false,
         }
     }
 
@@ -40,6 +43,29 @@ impl Error {
         self.status = status;
         self.internal = false;
         self
+    }
+
+    /// Whether a store refused the call's arguments (a key or value over a limit, a
+    /// malformed key, a bad cursor) rather than failing itself: often the client's
+    /// fault, worth a 400.
+    pub fn is_invalid_argument(&self) -> bool {
+        self.invalid_argument
+    }
+
+    pub(crate) fn invalid_argument(message: String) -> Error {
+        Error {
+            invalid_argument: true,
+            ..Error::internal(message)
+        }
+    }
+
+    /// The same error as a 400 showing its message, if it is an invalid argument.
+    pub fn bad_request_if_invalid(self) -> Error {
+        if self.invalid_argument {
+            self.with_status(400)
+        } else {
+            self
+        }
     }
 
     /// The error's text.
@@ -79,6 +105,7 @@ impl<E: std::error::Error> From<E> for Error {
             status: 500,
             message: error.to_string(),
             internal: true,
+            invalid_argument: false,
         }
     }
 }

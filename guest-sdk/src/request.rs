@@ -32,6 +32,17 @@ impl Request {
         self.inner.uri().path()
     }
 
+    /// The path with `prefix` taken off its front (`/` if nothing is left), for a guest
+    /// mounted under a path route: `req.path_after("/kv")` of `/kv/get` is `/get`.
+    pub fn path_after(&self, prefix: &str) -> &str {
+        let path = self.path();
+        match path.strip_prefix(prefix.trim_end_matches('/')) {
+            Some("") => "/",
+            Some(rest) if rest.starts_with('/') => rest,
+            _ => path,
+        }
+    }
+
     /// The raw query string without `?`, if any.
     pub fn query(&self) -> Option<&str> {
         self.inner.uri().query()

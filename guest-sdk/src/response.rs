@@ -43,6 +43,14 @@ impl Response {
         }
     }
 
+    /// Replaces the body, keeping status and headers.
+    pub fn with_body(self, body: Body) -> Response {
+        let (parts, _) = self.inner.into_parts();
+        Response {
+            inner: http::Response::from_parts(parts, body),
+        }
+    }
+
     /// Sets the status; an invalid code becomes 500.
     pub fn with_status(mut self, status: u16) -> Response {
         *self.inner.status_mut() =

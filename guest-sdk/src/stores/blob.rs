@@ -102,7 +102,7 @@ pub struct Object {
 impl Object {
     /// The body, to stream into a response without holding it in memory.
     pub fn into_body(self) -> Body {
-        Body::from(AsyncInputStream::new(self.body))
+        Body::from_try_stream(AsyncInputStream::new(self.body).into_stream_of(64 * 1024))
     }
 
     /// The whole body read into memory.
@@ -235,12 +235,8 @@ impl Bucket {
         bytes: impl AsRef<[u8]>,
         options: Put,
     ) -> Result<ObjectInfo> {
-        let bytes = bytes.as_ref();
-        let mut chunks = bytes.chunks(64 * 1024);
-        self.upload(key, options, move || {
-            std::future::ready(Ok(chunks.next().map(<[u8]>::to_vec)))
-        })
-        .await
+        self.upload(key, options, Source::Bytes(bytes.as_ref()))
+            .await
     }
 
     /// Stores a body read chunk by chunk (say, a request's) at `key`: memory use stays
@@ -248,22 +244,13 @@ impl Bucket {
     pub async fn put_stream(
         &self,
         key: &str,
-        mut body: BodyStream,
+        body: BodyStream,
         options: Put,
     ) -> Result<ObjectInfo> {
-        let body = std::cell::RefCell::new(&mut body);
-        self.upload(key, options, || async {
-            let chunk = body.borrow_mut().chunk().await?;
-            Ok(chunk.map(|c| c.to_vec()))
-        })
-        .await
+        self.upload(key, options, Source::Stream(body)).await
     }
 
-    async fn upload<F, Fut>(&self, key: &str, options: Put, mut next: F) -> Result<ObjectInfo>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<Option<Vec<u8>>>>,
-    {
+    async fn upload(&self, key: &str, options: Put, mut source: Source<'_>) -> Result<ObjectInfo> {
         let upload = self
             .bucket
             .put(
@@ -279,9 +266,9 @@ impl Bucket {
         let mut store_failed = false;
         let mut source_error = None;
         loop {
-            match next().await {
+            match source.next().await {
                 Ok(Some(chunk)) => {
-                    if out.write_all(&chunk).await.is_err() {
+                    if out.write_all(chunk.as_ref()).await.is_err() {
                         store_failed = true;
                         break;
                     }
@@ -337,5 +324,26 @@ impl Bucket {
             truncated: found.truncated,
             cursor: found.cursor,
         })
+    }
+}
+
+/// Where an upload's bytes come from.
+enum Source<'a> {
+    Bytes(&'a [u8]),
+    Stream(BodyStream),
+}
+
+impl Source<'_> {
+    async fn next(&mut self) -> Result<Option<bytes::Bytes>> {
+        const CHUNK: usize = 64 * 1024;
+        match self {
+            Source::Bytes([]) => Ok(None),
+            Source::Bytes(rest) => {
+                let (chunk, tail) = rest.split_at(rest.len().min(CHUNK));
+                *rest = tail;
+                Ok(Some(bytes::Bytes::copy_from_slice(chunk)))
+            }
+            Source::Stream(body) => body.chunk().await,
+        }
     }
 }

@@ -25,10 +25,12 @@ use wit::outpost::edge::types::Error as HostError;
 
 /// Makes a host error an SDK error, saying which operation failed.
 fn store_error(what: std::fmt::Arguments<'_>, error: HostError) -> crate::Error {
-    let text = match error {
-        HostError::NoSuchBinding(text) => text,
-        HostError::InvalidArgument(text) => text,
-        HostError::Store(text) => text,
-    };
-    crate::Error::internal(format!("{what}: {text}"))
+    match error {
+        HostError::InvalidArgument(text) => {
+            crate::Error::invalid_argument(format!("{what}: {text}"))
+        }
+        HostError::NoSuchBinding(text) | HostError::Store(text) => {
+            crate::Error::internal(format!("{what}: {text}"))
+        }
+    }
 }

@@ -1,0 +1,137 @@
+//! A file store on the `FILES` blob binding; bodies stream both ways.
+//!
+//! - `PUT /files/:key` stores the request body (its `content-type` and `x-meta-*`
+//!   headers are kept) and answers the object's info as JSON (201).
+//! - `GET /files/:key` streams it back; a `Range: bytes=…` header gets 206 (416 when
+//!   the range is past the end). `HEAD` gives the headers alone.
+//! - `DELETE /files/:key` (204), `GET /files?prefix=&delimiter=/&cursor=&limit=` lists.
+//!
+//! Mounted under a path route, set `vars = { BASE_PATH = "/blob" }`.
+
+use outpost_sdk::stores::blob::{List, ObjectInfo, Put, Range};
+use outpost_sdk::{Env, Error, Request, Response, Result};
+
+#[outpost_sdk::fetch]
+async fn fetch(req: Request, env: Env) -> Result<Response> {
+    let files = env.blob("FILES")?;
+    let base = env.var("BASE_PATH").unwrap_or_default();
+    let path = req.path_after(&base).to_string();
+    let refused = Error::bad_request_if_invalid;
+    if path == "/files" || path == "/files/" {
+        if req.method().as_str() != "GET" {
+            return Err(Error::new(405, "method not allowed"));
+        }
+        let limit = match req.query_param("limit") {
+            Some(limit) => Some(limit.parse().map_err(|_| Error::bad_request("bad limit"))?),
+            None => None,
+        };
+        let listing = files
+            .list(List {
+                prefix: req.query_param("prefix"),
+                delimiter: req.query_param("delimiter"),
+                cursor: req.query_param("cursor"),
+                limit,
+            })
+            .await
+            .map_err(refused)?;
+        return Response::json(&listing);
+    }
+    let Some(raw_key) = path.strip_prefix("/files/") else {
+        return Err(Error::not_found());
+    };
+    let key = percent_decode(raw_key)?;
+    match req.method().as_str() {
+        "PUT" => {
+            let mut options = Put::default();
+            if let Some(content_type) = req.header("content-type") {
+                options = options.content_type(content_type);
+            }
+            for (name, value) in req.headers() {
+                if let (Some(meta), Ok(value)) =
+                    (name.as_str().strip_prefix("x-meta-"), value.to_str())
+                {
+                    options = options.metadata(meta, value);
+                }
+            }
+            let info = files
+                .put_stream(&key, req.into_stream(), options)
+                .await
+                .map_err(refused)?;
+            Ok(Response::json(&info)?.with_status(201))
+        }
+        "GET" => {
+            let range = match req.header("range") {
+                Some(header) => Some(
+                    Range::from_header(header)
+                        .ok_or_else(|| Error::new(416, "unsupported range"))?,
+                ),
+                None => None,
+            };
+            let object = files
+                .get_range(&key, range)
+                .await
+                .map_err(refused)?
+                .ok_or_else(Error::not_found)?;
+            let status = if range.is_some() { 206 } else { 200 };
+            let content_range = object.content_range();
+            let mut response = headers(Response::new(200), &object.info)
+                .with_header("content-length", object.range_length.to_string());
+            if range.is_some() {
+                response = response.with_header("content-range", content_range);
+            }
+            Ok(response.with_body(object.into_body()).with_status(status))
+        }
+        "HEAD" => {
+            let info = files
+                .head(&key)
+                .await
+                .map_err(refused)?
+                .ok_or_else(Error::not_found)?;
+            Ok(headers(Response::new(200), &info)
+                .with_header("content-length", info.size.to_string()))
+        }
+        "DELETE" => {
+            files.delete(&key).await.map_err(refused)?;
+            Ok(Response::new(204))
+        }
+        _ => Err(Error::new(405, "method not allowed")),
+    }
+}
+
+fn headers(mut response: Response, info: &ObjectInfo) -> Response {
+    response = response
+        .with_header(
+            "content-type",
+            info.content_type
+                .as_deref()
+                .unwrap_or("application/octet-stream"),
+        )
+        .with_header("accept-ranges", "bytes");
+    if let Some(etag) = &info.etag {
+        response = response.with_header("etag", format!("\"{}\"", etag.trim_matches('"')));
+    }
+    for (name, value) in &info.metadata {
+        response = response.with_header(&format!("x-meta-{name}"), value);
+    }
+    response
+}
+
+fn percent_decode(raw: &str) -> Result<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = raw
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| Error::bad_request("bad percent-encoding in the key"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| Error::bad_request("the key is not UTF-8"))
+}
