@@ -107,12 +107,27 @@ impl Node {
 
     /// Starts a node on an existing config (to restart on the same data dir).
     pub async fn start_with(dir: tempfile::TempDir, config: &Path, addr: SocketAddr) -> Node {
-        let log = std::fs::File::create(dir.path().join("outpost.log")).expect("log file");
+        Node::start_with_env(dir, config, addr, &[]).await
+    }
+
+    /// Like [`Node::start_with`], with extra environment variables (store credentials).
+    pub async fn start_with_env(
+        dir: tempfile::TempDir,
+        config: &Path,
+        addr: SocketAddr,
+        env: &[(&str, &str)],
+    ) -> Node {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("outpost.log"))
+            .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_outpost"))
             .args(["--log-format", "json", "serve", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")
             .env_remove("RUST_BACKTRACE")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -207,6 +222,23 @@ impl Node {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Reply {
+        let (status, headers, body) = self.send_bytes(method, host, path, headers, body).await;
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    /// Sends one request; answers status, headers and the body's bytes.
+    pub async fn send_bytes(
+        &self,
+        method: http::Method,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> (u16, http::HeaderMap, Bytes) {
         let mut request = http::Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.addr))
@@ -224,15 +256,77 @@ impl Node {
             .await
             .expect("read body")
             .to_bytes();
-        Reply {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        }
+        (status, headers, body)
     }
 }
 
 impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real S3-protocol server (`s3s-fs`, installed by `cargo xtask test`) on a temp dir.
+pub struct S3Server {
+    pub endpoint: String,
+    pub root: tempfile::TempDir,
+    child: Child,
+}
+
+pub const S3_ACCESS_KEY: &str = "outpost-test-key";
+pub const S3_SECRET_KEY: &str = "outpost-test-secret";
+
+impl S3Server {
+    /// Starts the server with `bucket` created, and waits until it accepts connections.
+    pub async fn start(bucket: &str) -> S3Server {
+        let binary = std::env::var_os("OUTPOST_TEST_S3S").map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/bin/s3s-fs"),
+            PathBuf::from,
+        );
+        assert!(
+            binary.exists(),
+            "{} is missing: run the tests with `cargo xtask test`, which installs s3s-fs",
+            binary.display()
+        );
+        let root = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(root.path().join(bucket)).expect("create the bucket");
+        let addr = free_port();
+        let child = Command::new(binary)
+            .args(["--host", "127.0.0.1", "--port"])
+            .arg(addr.port().to_string())
+            .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn s3s-fs");
+        let server = S3Server {
+            endpoint: format!("http://{addr}"),
+            root,
+            child,
+        };
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "s3s-fs did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    /// The environment a node needs to reach this server with the default variable names.
+    pub fn credentials(&self) -> [(&'static str, &'static str); 2] {
+        [
+            ("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY),
+        ]
+    }
+}
+
+impl Drop for S3Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -3,7 +3,8 @@
 //!
 //! - `cargo xtask build-examples`: installs the wasm target if missing, builds every example
 //! - `cargo xtask demo`: builds everything (release) and serves `config/demo.toml`
-//! - `cargo xtask test`: builds the examples, then runs the whole test suite
+//! - `cargo xtask test`: builds the examples, installs the S3 test server (`s3s-fs`), then
+//!   runs the whole test suite
 //! - `cargo xtask bench [--only hello,cold,density,noisy] [--duration S]`: builds everything
 //!   in release mode and runs the load harness against the peers (docs/benchmarks.md)
 
@@ -34,7 +35,10 @@ fn main() -> anyhow::Result<()> {
         }
         "test" => {
             build_examples(&root)?;
-            run(cargo(&root).args(["test", "--workspace", "--all-targets"]))?;
+            let s3s = ensure_s3s_fs(&root)?;
+            run(cargo(&root)
+                .args(["test", "--workspace", "--all-targets"])
+                .env("OUTPOST_TEST_S3S", s3s))?;
             run(cargo(&root).args(["test", "--workspace", "--doc"]))
         }
         "bench" => {
@@ -80,6 +84,24 @@ fn build_examples(root: &Path) -> anyhow::Result<()> {
         "examples/Cargo.toml",
         "--workspace",
     ]))
+}
+
+/// The S3-protocol server the blob tests run against, installed from crates.io into
+/// `target/tools` once. 0.14.1 is the newest release that builds with Rust 1.95.
+fn ensure_s3s_fs(root: &Path) -> anyhow::Result<PathBuf> {
+    const VERSION: &str = "0.14.1";
+    let tools = root.join("target/tools");
+    let binary = tools.join("bin/s3s-fs");
+    let stamp = tools.join(format!("s3s-fs-{VERSION}"));
+    if binary.exists() && stamp.exists() {
+        return Ok(binary);
+    }
+    run(cargo(root)
+        .args(["install", "--locked", "--features", "binary", "--root"])
+        .arg(&tools)
+        .arg(format!("s3s-fs@{VERSION}")))?;
+    std::fs::write(&stamp, "").context("cannot write the s3s-fs install stamp")?;
+    Ok(binary)
 }
 
 /// Installs the wasm target through rustup when the toolchain lacks it.

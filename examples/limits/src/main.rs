@@ -9,6 +9,9 @@
 //! - `/work?n=N` does N rounds of deterministic work (a fixed amount of fuel) and says
 //!   which request of its instance it was
 //! - `/count` answers how many requests this instance has served (1 unless `reuse`)
+//! - `POST /sql` runs the body as one SQL statement on the `DB` binding (when the tenant
+//!   declares it) and answers the rows as JSON, or 400 with SQLite's message: the way to
+//!   see the authorizer, the size cap and the query deadline at work
 //! - anything else answers `ok`
 //!
 //! Routes do not strip their prefix, so it looks only at the last path segment: mounted at
@@ -64,6 +67,15 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
             )))
         }
         "count" => Ok(Response::text(seen.to_string())),
+        "sql" => {
+            let db = env.sql("DB")?;
+            let statement = req.text().await?;
+            let rows = db
+                .query(&statement, Vec::new())
+                .await
+                .map_err(|e| Error::bad_request(e.message().to_string()))?;
+            Response::json(&rows.to_json())
+        }
         _ => Ok(Response::text("ok")),
     }
 }
