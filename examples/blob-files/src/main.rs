@@ -67,11 +67,20 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
                 ),
                 None => None,
             };
-            let object = files
-                .get_range(&key, range)
-                .await
-                .map_err(refused)?
-                .ok_or_else(Error::not_found)?;
+            let object = match files.get_range(&key, range).await {
+                Ok(found) => found.ok_or_else(Error::not_found)?,
+                // A range the object cannot satisfy: 416 with the object's size, as HTTP
+                // asks. (A bad key fails `head` too, and stays a 400.)
+                Err(e) if range.is_some() && e.is_invalid_argument() => {
+                    return match files.head(&key).await {
+                        Ok(Some(info)) => Ok(Response::text(e.message().to_string())
+                            .with_status(416)
+                            .with_header("content-range", format!("bytes */{}", info.size))),
+                        _ => Err(refused(e)),
+                    };
+                }
+                Err(e) => return Err(refused(e)),
+            };
             let status = if range.is_some() { 206 } else { 200 };
             let content_range = object.content_range();
             let mut response = headers(Response::new(200), &object.info)
