@@ -1,0 +1,191 @@
+//! What holds across stores: tenants' data is kept apart, undeclared bindings are refused,
+//! and whatever was acknowledged survives `kill -9`.
+
+mod support;
+
+use bytes::Bytes;
+use http::Method;
+use serde_json::Value;
+use support::{Node, tenant, write_config};
+
+fn storage_tenants() -> String {
+    [
+        tenant("alpha", "kv-counter", &["alpha.test"], "kv = [\"COUNTS\"]"),
+        tenant("beta", "kv-counter", &["beta.test"], "kv = [\"COUNTS\"]"),
+        tenant("todo-a", "sql-todo", &["todo-a.test"], "sql = [\"DB\"]"),
+        tenant("todo-b", "sql-todo", &["todo-b.test"], "sql = [\"DB\"]"),
+        tenant(
+            "files-a",
+            "blob-files",
+            &["files-a.test"],
+            "blob = { FILES = {} }",
+        ),
+        tenant(
+            "files-b",
+            "blob-files",
+            &["files-b.test"],
+            "blob = { FILES = {} }",
+        ),
+    ]
+    .concat()
+}
+
+#[tokio::test]
+async fn tenants_with_the_same_binding_name_see_different_data() {
+    let node = Node::start(&storage_tenants()).await;
+    for _ in 0..3 {
+        node.get("alpha.test", "/").await;
+    }
+    assert_eq!(node.get("beta.test", "/").await.body, "1");
+    assert_eq!(node.get("alpha.test", "/").await.body, "4");
+    node.get("alpha.test", "/ttl?key=secret&value=alpha-only&ttl=600")
+        .await;
+    assert_eq!(node.get("beta.test", "/get?key=secret").await.status, 404);
+    let listed: Value =
+        serde_json::from_str(&node.get("beta.test", "/list").await.body).expect("json");
+    let names: Vec<&str> = listed["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["name"].as_str())
+        .collect();
+    assert_eq!(names, ["counter"], "beta lists only its own keys");
+
+    let created = node
+        .send(
+            Method::POST,
+            "todo-a.test",
+            "/todos",
+            &[],
+            Bytes::from_static(br#"{"title":"a's"}"#),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(node.get("todo-b.test", "/todos").await.body, "[]");
+
+    let put = node
+        .send(
+            Method::PUT,
+            "files-a.test",
+            "/files/note",
+            &[],
+            Bytes::from_static(b"a's note"),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    assert_eq!(node.get("files-b.test", "/files/note").await.status, 404);
+    assert_eq!(
+        node.get("files-a.test", "/files/note").await.body,
+        "a's note"
+    );
+}
+
+#[tokio::test]
+async fn a_guest_cannot_open_a_binding_its_tenant_did_not_declare() {
+    let node = Node::start(&storage_tenants()).await;
+    // beta's COUNTS exists on this node, but alpha names other bindings.
+    for (kind, name) in [("kv", "OTHER"), ("sql", "DB"), ("blob", "FILES")] {
+        let reply = node
+            .get("alpha.test", &format!("/open?kind={kind}&name={name}"))
+            .await;
+        assert_eq!(reply.status, 500, "{kind} {name}: {}", reply.body);
+        assert!(
+            reply
+                .body
+                .contains(&format!("`{name}` is not declared for tenant `alpha`")),
+            "{kind} {name}: {}",
+            reply.body
+        );
+    }
+    let declared = node.get("alpha.test", "/open?kind=kv&name=COUNTS").await;
+    assert_eq!((declared.status, declared.body.as_str()), (200, "opened"));
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9() {
+    const N: usize = 200;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (config, addr) = write_config(dir.path(), &storage_tenants());
+    let node = Node::start_with(dir, &config, addr).await;
+
+    // Concurrent writers, so that acknowledgements ride on shared (group) commits.
+    let mut writes = tokio::task::JoinSet::new();
+    let node = std::sync::Arc::new(node);
+    for writer in 0..8 {
+        let node = node.clone();
+        writes.spawn(async move {
+            for i in (writer..N).step_by(8) {
+                let kv = node
+                    .send(
+                        Method::PUT,
+                        "alpha.test",
+                        &format!("/put?key=k{i:04}"),
+                        &[],
+                        Bytes::from(format!("value {i}")),
+                    )
+                    .await;
+                assert_eq!(kv.status, 200, "{}", kv.body);
+                let sql = node
+                    .send(
+                        Method::POST,
+                        "todo-a.test",
+                        "/todos",
+                        &[],
+                        Bytes::from(format!(r#"{{"title":"todo {i}"}}"#)),
+                    )
+                    .await;
+                assert_eq!(sql.status, 201, "{}", sql.body);
+            }
+        });
+    }
+    while let Some(done) = writes.join_next().await {
+        done.expect("writer");
+    }
+    let node = std::sync::Arc::into_inner(node).expect("writers are done");
+    // SIGKILL: no shutdown hook runs, nothing gets flushed on the way out.
+    let dir = node.stop();
+
+    let node = Node::start_with(dir, &config, addr).await;
+    for i in 0..N {
+        let reply = node.get("alpha.test", &format!("/get?key=k{i:04}")).await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, format!("value {i}").as_str()),
+            "KV key k{i:04}"
+        );
+    }
+    let todos: Value =
+        serde_json::from_str(&node.get("todo-a.test", "/todos").await.body).expect("json");
+    let mut titles: Vec<String> = todos
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|t| t["title"].as_str().map(str::to_string))
+        .collect();
+    titles.sort();
+    let mut expected: Vec<String> = (0..N).map(|i| format!("todo {i}")).collect();
+    expected.sort();
+    assert_eq!(titles, expected);
+
+    // Both stores still take writes after the crash.
+    let kv = node
+        .send(
+            Method::PUT,
+            "alpha.test",
+            "/put?key=after",
+            &[],
+            Bytes::from_static(b"x"),
+        )
+        .await;
+    assert_eq!(kv.status, 200, "{}", kv.body);
+    let sql = node
+        .send(
+            Method::POST,
+            "todo-a.test",
+            "/todos",
+            &[],
+            Bytes::from_static(br#"{"title":"after"}"#),
+        )
+        .await;
+    assert_eq!(sql.status, 201, "{}", sql.body);
+}
