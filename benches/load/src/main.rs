@@ -20,7 +20,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use load::{CONNECTIONS, Measured};
-use servers::{Server, free_addr};
+use servers::{Server, free_addr, request_status};
 
 /// The wasmtime release `wasmtime serve` comes from: the one outpost embeds.
 const WASMTIME_VERSION: &str = "48.0.8";
@@ -87,7 +87,7 @@ fn main() -> anyhow::Result<()> {
                     Duration::from_secs(iter.next().context("--duration needs seconds")?.parse()?)
             }
             other => bail!(
-                "unknown argument {other}; use --only hello,cold,density,noisy and --duration SECONDS"
+                "unknown argument {other}; use --only hello,stores,cold,density,noisy and --duration SECONDS"
             ),
         }
     }
@@ -103,6 +103,9 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     if wants("hello") {
         harness.hello()?;
+    }
+    if wants("stores") {
+        harness.stores()?;
     }
     if wants("cold") {
         harness.cold_start()?;
@@ -362,6 +365,60 @@ impl Harness {
         Ok(())
     }
 
+    /// stores: a KV read, a SQL point query and a 1 MiB blob download, beside hello on
+    /// the same node, with the embedded stores (sled, SQLite, a directory).
+    fn stores(&mut self) -> anyhow::Result<()> {
+        println!("stores: KV read, SQL point query, 1 MiB blob download, beside hello");
+        let wasm = |name: &str| self.wasm(name).display().to_string();
+        let tenants = format!(
+            "[[tenant]]\nname = \"hello\"\ncomponent = {:?}\nroutes = [\"hello.test\"]\n\n\
+             [[tenant]]\nname = \"kv\"\ncomponent = {:?}\nroutes = [\"kv.test\"]\nkv = [\"COUNTS\"]\n\n\
+             [[tenant]]\nname = \"sql\"\ncomponent = {:?}\nroutes = [\"sql.test\"]\nsql = [\"DB\"]\n\n\
+             [[tenant]]\nname = \"blob\"\ncomponent = {:?}\nroutes = [\"blob.test\"]\nblob = {{ FILES = {{}} }}\n",
+            wasm("hello"),
+            wasm("kv-counter"),
+            wasm("sql-todo"),
+            wasm("blob-files"),
+        );
+        let data = self.work.join("stores/data");
+        let _ = std::fs::remove_dir_all(&data);
+        let (config, addr) = self.outpost_config("stores", &data, &tenants)?;
+        let (outpost, _) = self.start_outpost("outpost (stores)", &config, addr, "hello.test")?;
+        let seed = |method, host, path, body: &[u8], expect: u16| -> anyhow::Result<()> {
+            let status = request_status(addr, method, host, path, body)?;
+            if status != expect {
+                bail!("seeding {host}{path} answered {status}, expected {expect}");
+            }
+            Ok(())
+        };
+        seed("PUT", "kv.test", "/put?key=greeting", b"hello from kv", 200)?;
+        for i in 0..100 {
+            seed(
+                "POST",
+                "sql.test",
+                "/todos",
+                format!(r#"{{"title":"todo {i}"}}"#).as_bytes(),
+                201,
+            )?;
+        }
+        let mebibyte: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+        seed("PUT", "blob.test", "/files/one-mib.bin", &mebibyte, 201)?;
+        for (label, host, path) in [
+            ("hello `GET /`", "hello.test", "/"),
+            ("KV read (kv-counter /get)", "kv.test", "/get?key=greeting"),
+            (
+                "SQL point query (sql-todo /todos/42)",
+                "sql.test",
+                "/todos/42",
+            ),
+            ("1 MiB blob download", "blob.test", "/files/one-mib.bin"),
+        ] {
+            let measured = self.measure(&outpost, host, path)?;
+            self.record_load("stores", label, &outpost, measured);
+        }
+        Ok(())
+    }
+
     /// cold start: process start to first 200, with warm caches, median of several runs.
     fn cold_start(&mut self) -> anyhow::Result<()> {
         println!("cold start: process start to first 200, median of {START_RUNS}");
@@ -579,6 +636,35 @@ impl Harness {
                 let _ = writeln!(
                     md,
                     "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {ratio} |",
+                    row.server,
+                    load.rps,
+                    load.p50_ms,
+                    load.p99_ms,
+                    load.p999_ms,
+                    load.errors,
+                    row.rss_mib
+                );
+            }
+            md.push('\n');
+        }
+        if rows("stores").next().is_some() {
+            let hello_rps = rows("stores")
+                .next()
+                .and_then(|r| r.load.as_ref())
+                .map(|l| l.rps);
+            let _ = writeln!(
+                md,
+                "### stores: one outpost node, embedded stores (sled, SQLite, a directory), {CONNECTIONS} connections, {} s\n\n\
+                 | request | req/s | p50 ms | p99 ms | p99.9 ms | errors | ÷ hello | node peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|",
+                self.duration.as_secs()
+            );
+            for row in rows("stores") {
+                let load = row.load.as_ref().expect("stores rows carry load");
+                let ratio =
+                    hello_rps.map_or("-".into(), |h| format!("{:.0}%", 100.0 * load.rps / h));
+                let _ = writeln!(
+                    md,
+                    "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {ratio} | {:.0} |",
                     row.server,
                     load.rps,
                     load.p50_ms,

@@ -100,6 +100,28 @@ pub fn first_response_is_200(addr: SocketAddr, host: &str) -> bool {
     stream.read_exact(&mut head).is_ok() && &head[9..12] == b"200"
 }
 
+/// One plain HTTP/1.1 request with a body; answers the status code. For seeding data.
+pub fn request_status(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: &[u8],
+) -> anyhow::Result<u16> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let status = std::str::from_utf8(response.get(9..12).unwrap_or_default())?;
+    Ok(status.parse()?)
+}
+
 /// An unused loopback port.
 pub fn free_addr() -> anyhow::Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)

@@ -63,6 +63,10 @@ struct SqlDb {
     path: PathBuf,
     max_bytes: u64,
     connection: Mutex<Option<Connection>>,
+    /// One statement at a time per connection: waiters queue here, as tasks, rather
+    /// than as blocking-pool threads parked on the mutex (on a busy node those pile up
+    /// and the scheduler's thrashing shows in the tail latency).
+    turn: Arc<tokio::sync::Semaphore>,
     last_used: Mutex<Instant>,
     /// When the running statement must stop: nanoseconds after [`clock_base`], 0 = none.
     deadline: Arc<AtomicU64>,
@@ -124,6 +128,7 @@ impl SqlDatabases {
                     path: self.dir.join(tenant).join(format!("{binding}.sqlite")),
                     max_bytes,
                     connection: Mutex::new(None),
+                    turn: Arc::new(tokio::sync::Semaphore::new(1)),
                     last_used: Mutex::new(Instant::now()),
                     deadline: Arc::new(AtomicU64::new(0)),
                     host_statement: Arc::new(AtomicBool::new(false)),
@@ -404,7 +409,11 @@ impl BindingsView<'_> {
         let db = handle.db.clone();
         let limit = handle.memory_limit;
         let deadline = self.deadline;
+        let Ok(turn) = db.turn.clone().acquire_owned().await else {
+            return Ok(Err(GuestError::Store("the database is closed".into())));
+        };
         let outcome = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let mut budget = Budget { left: limit, limit };
             db.with_connection(deadline, |connection, host_statement| {
                 work(connection, host_statement, &mut budget)
