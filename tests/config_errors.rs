@@ -193,3 +193,18 @@ fn a_memory_limit_below_the_components_initial_memory_is_refused_at_load() {
         ],
     );
 }
+
+#[test]
+fn an_s3_store_without_credentials_names_tenant_binding_and_variable() {
+    let (code, output, _dir) = serve(&tenant(
+        "shop",
+        "blob-files",
+        &["/"],
+        "blob = { FILES = { url = \"s3://b/p\", endpoint = \"http://127.0.0.1:9\", access_key_id_env = \"OUTPOST_TEST_NO_SUCH_KEY\" } }",
+    ));
+    assert_refused(
+        &output,
+        code,
+        &["tenant `shop`", "blob.FILES", "OUTPOST_TEST_NO_SUCH_KEY"],
+    );
+}
