@@ -82,6 +82,84 @@ fn instantiate_and_handle(c: &mut Criterion) {
     });
 }
 
+/// One request through a fresh instance of `tenant`; answers status and body.
+async fn handle_once(
+    tenant: &Tenant,
+    method: http::Method,
+    uri: &str,
+    body: &'static [u8],
+) -> (u16, bytes::Bytes) {
+    let admission = tenant.try_admit().expect("under the concurrency limit");
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://bench.test{uri}"))
+        .body(
+            http_body_util::Full::new(bytes::Bytes::from_static(body))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+        .expect("request");
+    let response = tenant
+        .handle(admission, Arc::from("bench"), request)
+        .await
+        .expect("a response");
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, body)
+}
+
+/// The stores as a guest sees them, each through a fresh instance like a real request:
+/// a KV read and a KV write (acknowledged after fsync, so this measures the disk too) with
+/// `kv-counter`, a SQL point query with `sql-todo`. Subtract `instantiate_and_handle_hello`
+/// for the store's own share.
+fn stores(c: &mut Criterion) {
+    let data = tempfile::tempdir().expect("temp dir");
+    let runtime = runtime(data.path());
+    let mut kv_config = tenant_config("kv", example("kv-counter"));
+    kv_config.stores.kv = vec!["COUNTS".into()];
+    let kv = Tenant::load(&runtime, &kv_config).expect("load kv-counter");
+    let mut sql_config = tenant_config("sql", example("sql-todo"));
+    sql_config.stores.sql = vec!["DB".into()];
+    let sql = Tenant::load(&runtime, &sql_config).expect("load sql-todo");
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    tokio.block_on(async {
+        let put = handle_once(&kv, http::Method::PUT, "/put?key=greeting", b"hello").await;
+        assert_eq!(put.0, 200, "{:?}", put.1);
+        for _ in 0..100 {
+            let post = handle_once(&sql, http::Method::POST, "/todos", br#"{"title":"t"}"#).await;
+            assert_eq!(post.0, 201, "{:?}", post.1);
+        }
+    });
+    c.bench_function("kv_get_through_guest", |b| {
+        b.to_async(&tokio).iter(|| async {
+            let (status, body) =
+                handle_once(&kv, http::Method::GET, "/get?key=greeting", b"").await;
+            assert_eq!((status, &body[..]), (200, &b"hello"[..]));
+        })
+    });
+    c.bench_function("kv_put_through_guest", |b| {
+        b.to_async(&tokio).iter(|| async {
+            let (status, _) = handle_once(&kv, http::Method::PUT, "/put?key=k", b"v").await;
+            assert_eq!(status, 200);
+        })
+    });
+    c.bench_function("sql_point_query_through_guest", |b| {
+        b.to_async(&tokio).iter(|| async {
+            let (status, body) = handle_once(&sql, http::Method::GET, "/todos/42", b"").await;
+            assert_eq!(status, 200, "{body:?}");
+        })
+    });
+}
+
 /// Routing among 1,000 tenants' routes: exact hosts, wildcards and path prefixes.
 fn router_match(c: &mut Criterion) {
     let routes: Vec<Vec<Route>> = (0..1000)
@@ -127,6 +205,7 @@ criterion_group!(
     benches,
     instantiate_and_handle,
     router_match,
-    compile_cache_load
+    compile_cache_load,
+    stores
 );
 criterion_main!(benches);
