@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use outpost_config::{Limits, Location, NodeConfig, Route, TenantConfig};
 use outpost_runtime::{Runtime, Tenant};
 use outpost_server::Router;
@@ -60,24 +60,10 @@ fn instantiate_and_handle(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("tokio");
-    let id: Arc<str> = Arc::from("bench");
     c.bench_function("instantiate_and_handle_hello", |b| {
         b.to_async(&tokio).iter(|| async {
-            let admission = tenant.try_admit().expect("under the concurrency limit");
-            let request = http::Request::get("http://bench.test/")
-                .body(Empty::new().map_err(|never| match never {}).boxed_unsync())
-                .expect("request");
-            let response = tenant
-                .handle(admission, id.clone(), request)
-                .await
-                .expect("200");
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes();
-            assert_eq!(&body[..], b"hello from outpost");
+            let (status, body) = handle_once(&tenant, http::Method::GET, "/", b"").await;
+            assert_eq!((status, &body[..]), (200, &b"hello from outpost"[..]));
         })
     });
 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::Method;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use support::{Node, Reply, S3Server, tenant, write_config};
+use support::{Node, Reply, S3Server, strings, tenant, write_config};
 
 const HOST: &str = "files.test";
 
@@ -52,11 +52,6 @@ async fn call(
         .await
 }
 
-fn json(reply: &Reply) -> Value {
-    serde_json::from_str(&reply.body)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", reply.status, reply.body))
-}
-
 async fn operations_work(store: &str) {
     let setup = start(store, "64MiB").await;
     let node = &setup.node;
@@ -70,7 +65,7 @@ async fn operations_work(store: &str) {
     )
     .await;
     assert_eq!(put.status, 201, "{store}: {}", put.body);
-    let info = json(&put);
+    let info = put.json();
     assert_eq!(info["size"], 20);
     assert!(info["etag"].is_string(), "{info}");
     assert!(
@@ -174,7 +169,7 @@ async fn listing_pages_and_groups(store: &str) {
             Some(c) => format!("/files?prefix=photos/&limit=3&cursor={c}"),
             None => "/files?prefix=photos/&limit=3".into(),
         };
-        let listing = json(&node.get(HOST, &path).await);
+        let listing = node.get(HOST, &path).await.json();
         for object in listing["objects"].as_array().expect("objects") {
             seen.push(object["key"].as_str().expect("key").to_string());
         }
@@ -197,13 +192,11 @@ async fn listing_pages_and_groups(store: &str) {
     assert_eq!(seen, expected, "{store}");
 
     // The delimiter groups "directories".
-    let grouped = json(&node.get(HOST, "/files?prefix=photos/&delimiter=/").await);
-    let direct: Vec<&str> = grouped["objects"]
-        .as_array()
-        .expect("objects")
-        .iter()
-        .filter_map(|o| o["key"].as_str())
-        .collect();
+    let grouped = node
+        .get(HOST, "/files?prefix=photos/&delimiter=/")
+        .await
+        .json();
+    let direct = strings(&grouped["objects"], "key");
     assert_eq!(direct.len(), 7, "{store}: {grouped}");
     assert!(direct.iter().all(|k| !k["photos/".len()..].contains('/')));
     assert_eq!(
@@ -212,7 +205,7 @@ async fn listing_pages_and_groups(store: &str) {
         "{store}"
     );
 
-    let top = json(&node.get(HOST, "/files?delimiter=/").await);
+    let top = node.get(HOST, "/files?delimiter=/").await.json();
     assert_eq!(top["prefixes"], serde_json::json!(["photos/"]), "{store}");
     assert_eq!(top["objects"][0]["key"], "readme", "{store}");
 

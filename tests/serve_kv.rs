@@ -5,10 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::Method;
 use serde_json::Value;
-use support::{Node, Reply, tenant};
+use support::{Node, strings, tenant};
 
 const HOST: &str = "kv.test";
 
@@ -22,16 +21,6 @@ async fn counter_node() -> Node {
     .await
 }
 
-async fn call(node: &Node, method: Method, path: &str, body: &str) -> Reply {
-    node.send(method, HOST, path, &[], Bytes::from(body.to_string()))
-        .await
-}
-
-fn json(reply: &Reply) -> Value {
-    serde_json::from_str(&reply.body)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", reply.status, reply.body))
-}
-
 #[tokio::test]
 async fn counter_increments_and_values_round_trip() {
     let node = counter_node().await;
@@ -43,32 +32,35 @@ async fn counter_increments_and_values_round_trip() {
         );
     }
 
-    let put = call(
-        &node,
-        Method::PUT,
-        "/put?key=greeting&metadata=%7B%22lang%22%3A%22en%22%7D",
-        "hello kv",
-    )
-    .await;
+    let put = node
+        .call(
+            Method::PUT,
+            HOST,
+            "/put?key=greeting&metadata=%7B%22lang%22%3A%22en%22%7D",
+            "hello kv",
+        )
+        .await;
     assert_eq!(put.status, 200, "{}", put.body);
     let got = node.get(HOST, "/get?key=greeting").await;
     assert_eq!((got.status, got.body.as_str()), (200, "hello kv"));
 
-    let entry = json(&node.get(HOST, "/entry?key=greeting").await);
+    let entry = node.get(HOST, "/entry?key=greeting").await.json();
     assert_eq!(entry["value"], "hello kv");
     assert_eq!(entry["metadata"], r#"{"lang":"en"}"#);
     assert_eq!(entry["expiration"], Value::Null);
-    assert_eq!(entry["version"], json(&put)["version"]);
+    assert_eq!(entry["version"], put.json()["version"]);
 
     let missing = node.get(HOST, "/get?key=nobody").await;
     assert_eq!(missing.status, 404);
 
-    let deleted = call(&node, Method::DELETE, "/delete?key=greeting", "").await;
+    let deleted = node
+        .call(Method::DELETE, HOST, "/delete?key=greeting", "")
+        .await;
     assert_eq!(deleted.status, 204);
     assert_eq!(node.get(HOST, "/get?key=greeting").await.status, 404);
     // Deleting what is absent is not an error.
     assert_eq!(
-        call(&node, Method::DELETE, "/delete?key=greeting", "")
+        node.call(Method::DELETE, HOST, "/delete?key=greeting", "")
             .await
             .status,
         204
@@ -79,43 +71,49 @@ async fn counter_increments_and_values_round_trip() {
 async fn increment_and_compare_and_swap() {
     let node = counter_node().await;
     let add = |delta: i64| format!("/incr?key=hits&delta={delta}");
-    assert_eq!(call(&node, Method::POST, &add(5), "").await.body, "5");
-    assert_eq!(call(&node, Method::POST, &add(-2), "").await.body, "3");
+    assert_eq!(node.call(Method::POST, HOST, &add(5), "").await.body, "5");
+    assert_eq!(node.call(Method::POST, HOST, &add(-2), "").await.body, "3");
     // The counter is an ordinary value too.
     assert_eq!(node.get(HOST, "/get?key=hits").await.body, "3");
 
     // Incrementing text that is not a number is refused, and the value is kept.
-    call(&node, Method::PUT, "/put?key=word", "abc").await;
-    let refused = call(&node, Method::POST, "/incr?key=word", "").await;
+    node.call(Method::PUT, HOST, "/put?key=word", "abc").await;
+    let refused = node.call(Method::POST, HOST, "/incr?key=word", "").await;
     assert_eq!(refused.status, 400, "{}", refused.body);
     assert_eq!(node.get(HOST, "/get?key=word").await.body, "abc");
 
     // Create-if-absent: no version means "only if the key does not exist".
-    let created = call(&node, Method::POST, "/cas?key=lock", "owner-a").await;
+    let created = node
+        .call(Method::POST, HOST, "/cas?key=lock", "owner-a")
+        .await;
     assert_eq!(created.status, 200, "{}", created.body);
-    let version = json(&created)["version"].as_u64().expect("a version");
-    let lost = call(&node, Method::POST, "/cas?key=lock", "owner-b").await;
+    let version = created.json()["version"].as_u64().expect("a version");
+    let lost = node
+        .call(Method::POST, HOST, "/cas?key=lock", "owner-b")
+        .await;
     assert_eq!(lost.status, 409, "{}", lost.body);
-    assert_eq!(json(&lost)["current"].as_u64(), Some(version));
+    assert_eq!(lost.json()["current"].as_u64(), Some(version));
 
     // Swapping on the current version wins once; the old version then conflicts.
-    let swapped = call(
-        &node,
-        Method::POST,
-        &format!("/cas?key=lock&version={version}"),
-        "owner-c",
-    )
-    .await;
+    let swapped = node
+        .call(
+            Method::POST,
+            HOST,
+            &format!("/cas?key=lock&version={version}"),
+            "owner-c",
+        )
+        .await;
     assert_eq!(swapped.status, 200, "{}", swapped.body);
-    let new_version = json(&swapped)["version"].as_u64().expect("a version");
+    let new_version = swapped.json()["version"].as_u64().expect("a version");
     assert_ne!(new_version, version);
-    let stale = call(
-        &node,
-        Method::POST,
-        &format!("/cas?key=lock&version={version}"),
-        "owner-d",
-    )
-    .await;
+    let stale = node
+        .call(
+            Method::POST,
+            HOST,
+            &format!("/cas?key=lock&version={version}"),
+            "owner-d",
+        )
+        .await;
     assert_eq!(stale.status, 409);
     assert_eq!(node.get(HOST, "/get?key=lock").await.body, "owner-c");
 }
@@ -133,17 +131,20 @@ async fn limits_are_refused_with_the_limit_named() {
     );
     // 512 bytes is still fine.
     let key = "k".repeat(512);
-    let fine = call(&node, Method::PUT, &format!("/put?key={key}"), "v").await;
+    let fine = node
+        .call(Method::PUT, HOST, &format!("/put?key={key}"), "v")
+        .await;
     assert_eq!(fine.status, 200, "{}", fine.body);
 
     let metadata = "m".repeat(1025);
-    let reply = call(
-        &node,
-        Method::PUT,
-        &format!("/put?key=a&metadata={metadata}"),
-        "v",
-    )
-    .await;
+    let reply = node
+        .call(
+            Method::PUT,
+            HOST,
+            &format!("/put?key=a&metadata={metadata}"),
+            "v",
+        )
+        .await;
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert!(
         reply.body.contains("metadata is limited to 1024 bytes"),
@@ -152,7 +153,7 @@ async fn limits_are_refused_with_the_limit_named() {
     );
 
     let value = "v".repeat(25 * 1024 * 1024 + 1);
-    let reply = call(&node, Method::PUT, "/put?key=big", &value).await;
+    let reply = node.call(Method::PUT, HOST, "/put?key=big", &value).await;
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert!(
         reply.body.contains("values are limited to"),
@@ -167,7 +168,7 @@ async fn limits_are_refused_with_the_limit_named() {
     let reply = node.get(HOST, "/list?cursor=not-a-cursor").await;
     assert_eq!(reply.status, 400);
     assert!(reply.body.contains("is not a cursor"), "{}", reply.body);
-    let reply = call(&node, Method::PUT, "/put?key=a&ttl=0", "v").await;
+    let reply = node.call(Method::PUT, HOST, "/put?key=a&ttl=0", "v").await;
     assert_eq!(reply.status, 400);
     assert!(reply.body.contains("at least 1 second"), "{}", reply.body);
 }
@@ -182,7 +183,7 @@ async fn expired_keys_are_never_returned() {
     node.get(HOST, "/ttl?key=session:long&value=stays&ttl=3600")
         .await;
 
-    let entry = json(&node.get(HOST, "/entry?key=session:long").await);
+    let entry = node.get(HOST, "/entry?key=session:long").await.json();
     let expiration = entry["expiration"].as_u64().expect("an expiration");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -192,26 +193,24 @@ async fn expired_keys_are_never_returned() {
         (now + 3590..=now + 3610).contains(&expiration),
         "{expiration} vs {now}"
     );
-    let listed = json(&node.get(HOST, "/list?prefix=session:").await);
+    let listed = node.get(HOST, "/list?prefix=session:").await.json();
     assert_eq!(listed["keys"].as_array().map(Vec::len), Some(2), "{listed}");
 
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(node.get(HOST, "/get?key=session:short").await.status, 404);
-    let listed = json(&node.get(HOST, "/list?prefix=session:").await);
-    let names: Vec<&str> = listed["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .filter_map(|k| k["name"].as_str())
-        .collect();
+    let listed = node.get(HOST, "/list?prefix=session:").await.json();
+    let names = strings(&listed["keys"], "name");
     assert_eq!(names, ["session:long"]);
     assert_eq!(listed["keys"][0]["expiration"].as_u64(), Some(expiration));
 
     // An expired counter starts again from zero.
-    call(&node, Method::POST, "/incr?key=window&delta=7&ttl=1", "").await;
+    node.call(Method::POST, HOST, "/incr?key=window&delta=7&ttl=1", "")
+        .await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(
-        call(&node, Method::POST, "/incr?key=window", "").await.body,
+        node.call(Method::POST, HOST, "/incr?key=window", "")
+            .await
+            .body,
         "1"
     );
 }
@@ -222,17 +221,18 @@ async fn list_pages_through_keys_in_order() {
     let mut expected = Vec::new();
     for i in 0..25 {
         let key = format!("user:{i:03}");
-        let reply = call(
-            &node,
-            Method::PUT,
-            &format!("/put?key={key}&metadata=m{i}"),
-            "x",
-        )
-        .await;
+        let reply = node
+            .call(
+                Method::PUT,
+                HOST,
+                &format!("/put?key={key}&metadata=m{i}"),
+                "x",
+            )
+            .await;
         assert_eq!(reply.status, 200, "{}", reply.body);
         expected.push(key);
     }
-    call(&node, Method::PUT, "/put?key=other", "x").await;
+    node.call(Method::PUT, HOST, "/put?key=other", "x").await;
 
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -242,7 +242,7 @@ async fn list_pages_through_keys_in_order() {
             Some(c) => format!("/list?prefix=user:&limit=10&cursor={c}"),
             None => "/list?prefix=user:&limit=10".to_string(),
         };
-        let page = json(&node.get(HOST, &path).await);
+        let page = node.get(HOST, &path).await.json();
         pages += 1;
         for key in page["keys"].as_array().expect("keys") {
             let name = key["name"].as_str().expect("name").to_string();

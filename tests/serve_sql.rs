@@ -3,23 +3,12 @@
 
 mod support;
 
-use bytes::Bytes;
 use http::Method;
-use serde_json::{Value, json};
-use support::{Node, Reply, tenant};
+use serde_json::json;
+use support::{Node, Reply, strings, tenant};
 
 const TODO: &str = "todo.test";
 const RAW: &str = "raw.test";
-
-async fn call(node: &Node, host: &str, method: Method, path: &str, body: &str) -> Reply {
-    node.send(method, host, path, &[], Bytes::from(body.to_string()))
-        .await
-}
-
-fn json(reply: &Reply) -> Value {
-    serde_json::from_str(&reply.body)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", reply.status, reply.body))
-}
 
 #[tokio::test]
 async fn todo_api_creates_reads_updates_and_deletes() {
@@ -28,69 +17,60 @@ async fn todo_api_creates_reads_updates_and_deletes() {
     let empty = node.get(TODO, "/todos").await;
     assert_eq!((empty.status, empty.body.as_str()), (200, "[]"));
 
-    let created = call(
-        &node,
-        TODO,
-        Method::POST,
-        "/todos",
-        r#"{"title":"write tests"}"#,
-    )
-    .await;
+    let created = node
+        .call(Method::POST, TODO, "/todos", r#"{"title":"write tests"}"#)
+        .await;
     assert_eq!(created.status, 201, "{}", created.body);
-    let todo = json(&created);
+    let todo = created.json();
     assert_eq!(todo["title"], "write tests");
     assert_eq!(todo["done"], false);
     let id = todo["id"].as_i64().expect("an id");
-    call(
-        &node,
-        TODO,
+    node.call(
         Method::POST,
+        TODO,
         "/todos",
         r#"{"title":"ship","done":true}"#,
     )
     .await;
 
-    let got = json(&node.get(TODO, &format!("/todos/{id}")).await);
+    let got = node.get(TODO, &format!("/todos/{id}")).await.json();
     assert_eq!(got, todo);
 
-    let patched = call(
-        &node,
-        TODO,
-        Method::PATCH,
-        &format!("/todos/{id}"),
-        r#"{"done":true}"#,
-    )
-    .await;
+    let patched = node
+        .call(
+            Method::PATCH,
+            TODO,
+            &format!("/todos/{id}"),
+            r#"{"done":true}"#,
+        )
+        .await;
     assert_eq!(patched.status, 200, "{}", patched.body);
-    assert_eq!(json(&patched)["done"], true);
-    assert_eq!(json(&patched)["title"], "write tests");
+    assert_eq!(patched.json()["done"], true);
+    assert_eq!(patched.json()["title"], "write tests");
 
-    let all = json(&node.get(TODO, "/todos").await);
-    let titles: Vec<&str> = all
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter_map(|t| t["title"].as_str())
-        .collect();
+    let all = node.get(TODO, "/todos").await.json();
+    let titles = strings(&all, "title");
     assert_eq!(titles, ["write tests", "ship"]);
 
-    let deleted = call(&node, TODO, Method::DELETE, &format!("/todos/{id}"), "").await;
+    let deleted = node
+        .call(Method::DELETE, TODO, &format!("/todos/{id}"), "")
+        .await;
     assert_eq!(deleted.status, 204);
     assert_eq!(node.get(TODO, &format!("/todos/{id}")).await.status, 404);
     assert_eq!(
-        call(&node, TODO, Method::DELETE, &format!("/todos/{id}"), "")
+        node.call(Method::DELETE, TODO, &format!("/todos/{id}"), "")
             .await
             .status,
         404
     );
-    let patch_gone = call(
-        &node,
-        TODO,
-        Method::PATCH,
-        &format!("/todos/{id}"),
-        r#"{"done":false}"#,
-    )
-    .await;
+    let patch_gone = node
+        .call(
+            Method::PATCH,
+            TODO,
+            &format!("/todos/{id}"),
+            r#"{"done":false}"#,
+        )
+        .await;
     assert_eq!(patch_gone.status, 404);
 }
 
@@ -104,7 +84,7 @@ async fn todo_api_answers_bad_input_with_400() {
         (Method::GET, "/todos/abc", ""),
         (Method::PATCH, "/todos/1", r#"{"colour":"red"}"#),
     ] {
-        let reply = call(&node, TODO, method.clone(), path, body).await;
+        let reply = node.call(method.clone(), TODO, path, body).await;
         assert_eq!(reply.status, 400, "{method} {path} {body}: {}", reply.body);
     }
     assert_eq!(node.get(TODO, "/todos").await.body, "[]");
@@ -113,19 +93,16 @@ async fn todo_api_answers_bad_input_with_400() {
 #[tokio::test]
 async fn a_failing_statement_rolls_back_the_whole_batch() {
     let node = Node::start(&tenant("todo", "sql-todo", &[TODO], "sql = [\"DB\"]")).await;
-    let ok = call(&node, TODO, Method::POST, "/todos/bulk", r#"["a","b","c"]"#).await;
+    let ok = node
+        .call(Method::POST, TODO, "/todos/bulk", r#"["a","b","c"]"#)
+        .await;
     assert_eq!(ok.status, 201, "{}", ok.body);
-    assert_eq!(json(&ok)["inserted"], json!([1, 2, 3]));
+    assert_eq!(ok.json()["inserted"], json!([1, 2, 3]));
 
     // The third title is NULL: NOT NULL fails after two inserts ran inside the batch.
-    let failed = call(
-        &node,
-        TODO,
-        Method::POST,
-        "/todos/bulk",
-        r#"["d","e",null,"f"]"#,
-    )
-    .await;
+    let failed = node
+        .call(Method::POST, TODO, "/todos/bulk", r#"["d","e",null,"f"]"#)
+        .await;
     assert_eq!(failed.status, 400, "{}", failed.body);
     assert!(
         failed
@@ -134,12 +111,7 @@ async fn a_failing_statement_rolls_back_the_whole_batch() {
         "SQLite's own message reaches the guest: {}",
         failed.body
     );
-    let titles: Vec<String> = json(&node.get(TODO, "/todos").await)
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter_map(|t| t["title"].as_str().map(str::to_string))
-        .collect();
+    let titles = strings(&node.get(TODO, "/todos").await.json(), "title");
     assert_eq!(
         titles,
         ["a", "b", "c"],
@@ -157,7 +129,7 @@ fn raw_tenant(extra_limits: &str) -> String {
 }
 
 async fn sql(node: &Node, statement: &str) -> Reply {
-    call(node, RAW, Method::POST, "/sql", statement).await
+    node.call(Method::POST, RAW, "/sql", statement).await
 }
 
 #[tokio::test]
@@ -170,7 +142,7 @@ async fn values_keep_their_types() {
     .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(
-        json(&reply),
+        reply.json(),
         json!([{ "n": null, "i": 42, "r": -1.5, "t": "text", "b": [0, 255, 16], "big": i64::MAX }])
     );
 }
@@ -220,7 +192,7 @@ async fn the_size_cap_stops_growth_and_keeps_the_database() {
         big.body
     );
     let count = sql(&node, "SELECT count(*) AS n FROM t").await;
-    assert_eq!(json(&count), json!([{ "n": 1 }]));
+    assert_eq!(count.json(), json!([{ "n": 1 }]));
 }
 
 #[tokio::test]
@@ -240,5 +212,5 @@ async fn a_query_past_the_deadline_is_ended_and_the_database_stays_usable() {
     );
     // The database's connection was handed back: the next statement runs.
     let after = sql(&node, "SELECT 1 AS one").await;
-    assert_eq!((after.status, json(&after)), (200, json!([{ "one": 1 }])));
+    assert_eq!((after.status, after.json()), (200, json!([{ "one": 1 }])));
 }

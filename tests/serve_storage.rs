@@ -6,7 +6,7 @@ mod support;
 use bytes::Bytes;
 use http::Method;
 use serde_json::Value;
-use support::{Node, tenant, write_config};
+use support::{Node, strings, tenant, write_config};
 
 fn storage_tenants() -> String {
     [
@@ -43,12 +43,7 @@ async fn tenants_with_the_same_binding_name_see_different_data() {
     assert_eq!(node.get("beta.test", "/get?key=secret").await.status, 404);
     let listed: Value =
         serde_json::from_str(&node.get("beta.test", "/list").await.body).expect("json");
-    let names: Vec<&str> = listed["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .filter_map(|k| k["name"].as_str())
-        .collect();
+    let names = strings(&listed["keys"], "name");
     assert_eq!(names, ["counter"], "beta lists only its own keys");
 
     let created = node
@@ -156,12 +151,7 @@ async fn acknowledged_writes_survive_kill_9() {
     }
     let todos: Value =
         serde_json::from_str(&node.get("todo-a.test", "/todos").await.body).expect("json");
-    let mut titles: Vec<String> = todos
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter_map(|t| t["title"].as_str().map(str::to_string))
-        .collect();
+    let mut titles = strings(&todos, "title");
     titles.sort();
     let mut expected: Vec<String> = (0..N).map(|i| format!("todo {i}")).collect();
     expected.sort();

@@ -52,6 +52,12 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The body as JSON (panics with the status and body if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -213,6 +219,12 @@ impl Node {
             .to_vec()
     }
 
+    /// Sends `body` (text) with no extra headers and reads the whole response.
+    pub async fn call(&self, method: http::Method, host: &str, path: &str, body: &str) -> Reply {
+        self.send(method, host, path, &[], Bytes::from(body.to_string()))
+            .await
+    }
+
     /// Sends one request and reads the whole response.
     pub async fn send(
         &self,
@@ -331,4 +343,14 @@ impl Drop for S3Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The string `field` of each object in the JSON array `array`.
+pub fn strings(array: &serde_json::Value, field: &str) -> Vec<String> {
+    array
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {array}"))
+        .iter()
+        .filter_map(|item| item[field].as_str().map(str::to_string))
+        .collect()
 }

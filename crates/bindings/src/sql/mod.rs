@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak, mpsc};
 use std::time::{Duration, Instant};
 
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
@@ -63,16 +63,23 @@ struct SqlDb {
     path: PathBuf,
     max_bytes: u64,
     connection: Mutex<Option<Connection>>,
-    /// One statement at a time per connection: waiters queue here, as tasks, rather
-    /// than as blocking-pool threads parked on the mutex (on a busy node those pile up
-    /// and the scheduler's thrashing shows in the tail latency).
-    turn: Arc<tokio::sync::Semaphore>,
+    /// The queue of this database's own thread, which runs its statements one after
+    /// another. Under load the thread drains many queued statements in one go, where a
+    /// blocking-pool task per statement would cost two thread hand-offs each (and show
+    /// in the tail latency). `None` until first use; the thread ends when idle.
+    worker: Mutex<Option<mpsc::Sender<Job>>>,
     last_used: Mutex<Instant>,
     /// When the running statement must stop: nanoseconds after [`clock_base`], 0 = none.
     deadline: Arc<AtomicU64>,
     /// Set while the host itself prepares statements (BEGIN/COMMIT of a batch).
     host_statement: Arc<AtomicBool>,
 }
+
+/// Work for a database's thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// How long a database's thread waits for work before it ends.
+const WORKER_IDLE: Duration = Duration::from_secs(10);
 
 fn clock_base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
@@ -128,7 +135,7 @@ impl SqlDatabases {
                     path: self.dir.join(tenant).join(format!("{binding}.sqlite")),
                     max_bytes,
                     connection: Mutex::new(None),
-                    turn: Arc::new(tokio::sync::Semaphore::new(1)),
+                    worker: Mutex::new(None),
                     last_used: Mutex::new(Instant::now()),
                     deadline: Arc::new(AtomicU64::new(0)),
                     host_statement: Arc::new(AtomicBool::new(false)),
@@ -225,6 +232,33 @@ impl SqlDb {
             }),
         )?;
         Ok(connection)
+    }
+
+    /// Queues `job` for this database's thread, starting the thread if it is not
+    /// running (first use, or it ended idle or after a panic).
+    fn submit(&self, job: Job) -> Result<(), String> {
+        let mut worker = self.worker.lock().unwrap_or_else(|e| e.into_inner());
+        let mut job = job;
+        if let Some(queue) = worker.as_ref() {
+            match queue.send(job) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::SendError(returned)) => job = returned,
+            }
+        }
+        let (queue, jobs) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("outpost-sql".into())
+            .spawn(move || {
+                while let Ok(job) = jobs.recv_timeout(WORKER_IDLE) {
+                    job();
+                }
+            })
+            .map_err(|e| format!("cannot start the database's thread: {e}"))?;
+        queue
+            .send(job)
+            .map_err(|_| "the database's thread ended at once".to_string())?;
+        *worker = Some(queue);
+        Ok(())
     }
 
     /// Runs `work` on this database's connection (opening it if closed) with the
@@ -409,21 +443,23 @@ impl BindingsView<'_> {
         let db = handle.db.clone();
         let limit = handle.memory_limit;
         let deadline = self.deadline;
-        let Ok(turn) = db.turn.clone().acquire_owned().await else {
-            return Ok(Err(GuestError::Store("the database is closed".into())));
-        };
-        let outcome = tokio::task::spawn_blocking(move || {
-            let _turn = turn;
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let submitted = db.clone().submit(Box::new(move || {
             let mut budget = Budget { left: limit, limit };
-            db.with_connection(deadline, |connection, host_statement| {
+            let result = db.with_connection(deadline, |connection, host_statement| {
                 work(connection, host_statement, &mut budget)
-            })
-        })
-        .await;
+            });
+            let _ = reply.send(result);
+        }));
+        if let Err(message) = submitted {
+            return Ok(Err(GuestError::Store(message)));
+        }
+        let outcome = outcome.await;
         Ok(match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(message)) => Err(GuestError::Store(message)),
-            Err(e) => Err(GuestError::Store(format!("the SQL worker failed: {e}"))),
+            // The job was dropped unanswered: it panicked on the database's thread.
+            Err(_) => Err(GuestError::Store("the SQL worker failed".into())),
         })
     }
 }
@@ -586,5 +622,26 @@ mod tests {
         }
         exec(&db, "INSERT INTO t VALUES (1)").expect("reopens on use");
         assert_eq!(dbs.open_count(), 1);
+    }
+
+    #[test]
+    fn a_database_thread_that_ended_is_started_again() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = database(dir.path());
+        let run = |db: &Arc<SqlDb>| {
+            let (reply, answer) = mpsc::channel();
+            db.submit(Box::new(move || {
+                let _ = reply.send(std::thread::current().id());
+            }))
+            .expect("submitted");
+            answer
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the job ran")
+        };
+        let first = run(&db);
+        assert_eq!(run(&db), first, "one thread serves the database while busy");
+        // As if the thread had ended idle: its queue's receiving end is gone.
+        *db.worker.lock().expect("lock") = Some(mpsc::channel().0);
+        assert_ne!(run(&db), first, "a new thread took over");
     }
 }
