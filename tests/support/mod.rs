@@ -123,11 +123,8 @@ impl Node {
         addr: SocketAddr,
         env: &[(&str, &str)],
     ) -> Node {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.path().join("outpost.log"))
-            .expect("log file");
+        // A fresh log per start: tests read what this start logged.
+        let log = std::fs::File::create(dir.path().join("outpost.log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_outpost"))
             .args(["--log-format", "json", "serve", "--config"])
             .arg(config)
