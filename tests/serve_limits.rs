@@ -162,11 +162,17 @@ async fn over_the_concurrency_limit_is_503_with_retry_after() {
     assert_eq!((busy.status, busy.body.as_str()), (503, "tenant busy"));
     assert_eq!(busy.header("retry-after"), Some("1"));
     assert_eq!(slow.await.unwrap().status, 200);
-    assert_eq!(
-        node.get("x.test", "/ok").await.status,
-        200,
-        "the slot is released"
-    );
+    // The slot is released when the instance is torn down, a moment after the client has
+    // read the last byte; a request racing that moment may still see 503.
+    let mut released = false;
+    for _ in 0..100 {
+        if node.get("x.test", "/ok").await.status == 200 {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(released, "the slot is released after the slow request");
 }
 
 #[tokio::test]
