@@ -26,6 +26,9 @@ use servers::{Server, free_addr, request_status};
 const WASMTIME_VERSION: &str = "48.0.8";
 /// The workerd release from npm.
 const WORKERD_VERSION: &str = "1.20261117.1";
+/// Miniflare runs workerd with local KV and D1 (the stores scenario's peer); it brings
+/// the workerd release it was built with.
+const MINIFLARE_VERSION: &str = "4.20260730.0";
 /// Load before each measurement, so JIT-warm peers and cold caches are not compared.
 const WARMUP: Duration = Duration::from_secs(2);
 /// Runs per start-up measurement; the median is reported.
@@ -55,6 +58,8 @@ struct Harness {
     outpost: PathBuf,
     wasmtime: PathBuf,
     workerd: Option<PathBuf>,
+    /// The tools folder when miniflare is installed in it.
+    miniflare: Option<PathBuf>,
     wrk_script: PathBuf,
     rows: Vec<Row>,
     notes: Vec<String>,
@@ -162,7 +167,29 @@ impl Harness {
                 workerd = None;
             }
         }
+        let mut miniflare = Some(tools.join("node_modules/miniflare/package.json"));
+        if !miniflare.as_ref().is_some_and(|m| m.exists()) {
+            println!(
+                "installing miniflare {MINIFLARE_VERSION} from npm into {}",
+                tools.display()
+            );
+            let installed = Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&tools)
+                .arg(format!("miniflare@{MINIFLARE_VERSION}"))
+                .status();
+            if !installed.is_ok_and(|s| s.success())
+                || !miniflare.as_ref().is_some_and(|m| m.exists())
+            {
+                notes.push(
+                    "miniflare could not be installed (is npm on PATH?); the stores scenario has no workerd rows."
+                        .into(),
+                );
+                miniflare = None;
+            }
+        }
         Ok(Harness {
+            miniflare: miniflare.map(|_| tools.clone()),
             outpost: root.join("target/release/outpost"),
             wrk_script: root.join("benches/load/report.lua"),
             root,
@@ -404,17 +431,40 @@ impl Harness {
         let mebibyte: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
         seed("PUT", "blob.test", "/files/one-mib.bin", &mebibyte, 201)?;
         for (label, host, path) in [
-            ("hello `GET /`", "hello.test", "/"),
-            ("KV read (kv-counter /get)", "kv.test", "/get?key=greeting"),
+            ("outpost: hello", "hello.test", "/"),
+            ("outpost: KV read", "kv.test", "/get?key=greeting"),
+            ("outpost: SQL point query", "sql.test", "/todos/42"),
             (
-                "SQL point query (sql-todo /todos/42)",
-                "sql.test",
-                "/todos/42",
+                "outpost: 1 MiB blob download",
+                "blob.test",
+                "/files/one-mib.bin",
             ),
-            ("1 MiB blob download", "blob.test", "/files/one-mib.bin"),
         ] {
             let measured = self.measure(&outpost, host, path)?;
             self.record_load("stores", label, &outpost, measured);
+        }
+        drop(outpost);
+        if let Some(tools) = self.miniflare.clone() {
+            // Node resolves `miniflare` from the script's folder, so the script runs there.
+            let script = tools.join("stores.mjs");
+            std::fs::copy(self.root.join("benches/workerd/stores.mjs"), &script)?;
+            let addr = free_addr()?;
+            let (server, _) = Server::start(
+                "miniflare",
+                addr,
+                "localhost",
+                Path::new("node"),
+                &[script.display().to_string(), addr.to_string()],
+                &self.work.join("miniflare.log"),
+            )?;
+            for (label, path) in [
+                ("workerd (miniflare): hello", "/hello"),
+                ("workerd (miniflare): KV read", "/get?key=greeting"),
+                ("workerd (miniflare): SQL point query", "/todos/42"),
+            ] {
+                let measured = self.measure(&server, "localhost", path)?;
+                self.record_load("stores", label, &server, measured);
+            }
         }
         Ok(())
     }
@@ -648,30 +698,36 @@ impl Harness {
             md.push('\n');
         }
         if rows("stores").next().is_some() {
-            let hello_rps = rows("stores")
-                .next()
-                .and_then(|r| r.load.as_ref())
-                .map(|l| l.rps);
+            // Labels are "server: request".
+            let split = |label: &str| -> (String, String) {
+                let (server, request) = label.split_once(": ").unwrap_or(("", label));
+                (server.to_string(), request.to_string())
+            };
+            let rps_of = |server: &str, request: &str| {
+                rows("stores")
+                    .find(|r| split(&r.server) == (server.to_string(), request.to_string()))
+                    .and_then(|r| r.load.as_ref())
+                    .map(|l| l.rps)
+            };
             let _ = writeln!(
                 md,
-                "### stores: one outpost node, embedded stores (sled, SQLite, a directory), {CONNECTIONS} connections, {} s\n\n\
-                 | request | req/s | p50 ms | p99 ms | p99.9 ms | errors | ÷ hello | node peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|",
+                "### stores: embedded stores (outpost: sled, SQLite, a directory; workerd: Miniflare's local KV and D1), {CONNECTIONS} connections, {} s\n\n\
+                 | server | request | req/s | p50 ms | p99 ms | p99.9 ms | errors | ÷ its hello | outpost ÷ this | peak RSS MiB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
                 self.duration.as_secs()
             );
             for row in rows("stores") {
                 let load = row.load.as_ref().expect("stores rows carry load");
-                let ratio =
-                    hello_rps.map_or("-".into(), |h| format!("{:.0}%", 100.0 * load.rps / h));
+                let (server, request) = split(&row.server);
+                let of_hello = rps_of(&server, "hello")
+                    .map_or("-".into(), |h| format!("{:.0}%", 100.0 * load.rps / h));
+                let versus = match (server.as_str(), rps_of("outpost", &request)) {
+                    ("outpost", _) | (_, None) => "-".to_string(),
+                    (_, Some(ours)) => format!("{:.2}x", ours / load.rps),
+                };
                 let _ = writeln!(
                     md,
-                    "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {ratio} | {:.0} |",
-                    row.server,
-                    load.rps,
-                    load.p50_ms,
-                    load.p99_ms,
-                    load.p999_ms,
-                    load.errors,
-                    row.rss_mib
+                    "| {server} | {request} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {of_hello} | {versus} | {:.0} |",
+                    load.rps, load.p50_ms, load.p99_ms, load.p999_ms, load.errors, row.rss_mib
                 );
             }
             md.push('\n');

@@ -55,22 +55,62 @@ impl Server {
         }
     }
 
-    /// Peak resident memory so far, in MiB.
+    /// Peak resident memory so far, in MiB, summed over the server's processes.
     pub fn peak_rss_mib(&self) -> f64 {
-        proc_status_kib(self.child.id(), "VmHWM:") as f64 / 1024.0
+        self.memory_mib("VmHWM:")
     }
 
-    /// Current resident memory, in MiB.
+    /// Current resident memory, in MiB, summed over the server's processes.
     pub fn rss_mib(&self) -> f64 {
-        proc_status_kib(self.child.id(), "VmRSS:") as f64 / 1024.0
+        self.memory_mib("VmRSS:")
+    }
+
+    fn memory_mib(&self, field: &str) -> f64 {
+        process_tree(self.child.id())
+            .into_iter()
+            .map(|pid| proc_status_kib(pid, field))
+            .sum::<u64>() as f64
+            / 1024.0
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // Miniflare's node runs workerd as a child, which would outlive node's SIGKILL.
+        let below: Vec<String> = process_tree(self.child.id())
+            .into_iter()
+            .skip(1)
+            .map(|pid| pid.to_string())
+            .collect();
+        if !below.is_empty() {
+            let _ = Command::new("kill").arg("-9").args(&below).status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `pid` and every process below it.
+fn process_tree(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    let mut next = 0;
+    while next < all.len() {
+        let parent = all[next];
+        next += 1;
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
+                all.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    all
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> u64 {
