@@ -735,15 +735,16 @@ impl Harness {
         if rows("cold").next().is_some() {
             let _ = writeln!(
                 md,
-                "### cold start: process start to first 200 (median of {START_RUNS})\n\n| server | ms | RSS MiB |\n|---|---:|---:|"
+                "### cold start: process start to first 200 (median of {START_RUNS})\n\n| server | ms | RSS MiB | this ÷ outpost |\n|---|---:|---:|---:|"
             );
+            let outpost_ms = rows("cold").next().and_then(|r| r.startup_ms);
             for row in rows("cold") {
+                let ms = row.startup_ms.unwrap_or(0.0);
+                let ratio = outpost_ms.map_or("-".into(), |o| format!("{:.2}x", ms / o));
                 let _ = writeln!(
                     md,
-                    "| {} | {:.1} | {:.0} |",
-                    row.server,
-                    row.startup_ms.unwrap_or(0.0),
-                    row.rss_mib
+                    "| {} | {ms:.1} | {:.0} | {ratio} |",
+                    row.server, row.rss_mib
                 );
             }
             md.push('\n');
@@ -767,14 +768,20 @@ impl Harness {
         if rows("noisy").next().is_some() {
             let _ = writeln!(
                 md,
-                "### noisy neighbour: hello while 8 connections loop on another tenant's `/spin` (cpu = 50ms)\n\n| load | req/s | p50 ms | p99 ms | p99.9 ms | errors |\n|---|---:|---:|---:|---:|---:|"
+                "### noisy neighbour: hello while 8 connections loop on another tenant's `/spin` (cpu = 50ms)\n\n| load | req/s | p50 ms | p99 ms | p99.9 ms | errors | node peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|"
             );
             for row in rows("noisy") {
                 let load = row.load.as_ref().expect("noisy rows carry load");
                 let _ = writeln!(
                     md,
-                    "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
-                    row.server, load.rps, load.p50_ms, load.p99_ms, load.p999_ms, load.errors
+                    "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.0} |",
+                    row.server,
+                    load.rps,
+                    load.p50_ms,
+                    load.p99_ms,
+                    load.p999_ms,
+                    load.errors,
+                    row.rss_mib
                 );
             }
             md.push('\n');
