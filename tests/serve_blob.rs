@@ -80,6 +80,17 @@ async fn operations_work(store: &str) {
     assert_eq!(head.header("content-length"), Some("20"));
     assert_eq!(head.header("content-type"), Some("text/plain"), "{store}");
     assert_eq!(head.header("x-meta-owner"), Some("ann"), "{store}");
+    let uploaded = info["uploaded"].as_u64().expect("uploaded") / 1000;
+    let modified = head.header("last-modified").expect("last-modified");
+    let modified = httpdate::parse_http_date(modified).expect("an HTTP date");
+    let modified = modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    assert_eq!(
+        modified, uploaded,
+        "{store}: last-modified is the upload time"
+    );
     let etag = head.header("etag").expect("etag").to_string();
     assert_eq!(
         etag.trim_matches('"'),

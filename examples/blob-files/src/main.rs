@@ -115,7 +115,13 @@ fn headers(mut response: Response, info: &ObjectInfo) -> Response {
                 .as_deref()
                 .unwrap_or("application/octet-stream"),
         )
-        .with_header("accept-ranges", "bytes");
+        .with_header("accept-ranges", "bytes")
+        .with_header(
+            "last-modified",
+            httpdate::fmt_http_date(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(info.uploaded),
+            ),
+        );
     if let Some(etag) = &info.etag {
         response = response.with_header("etag", format!("\"{}\"", etag.trim_matches('"')));
     }

@@ -45,6 +45,9 @@ pub struct BlobBinding {
     store: Arc<dyn ObjectStore>,
     /// A file store: attributes live in sidecar files, listings come unsorted.
     file: bool,
+    /// The file store itself, to fsync what an upload wrote before acknowledging it
+    /// (object_store renames the finished file into place but does not sync it).
+    local: Option<Arc<LocalFileSystem>>,
 }
 
 /// What a file store's sidecar records.
@@ -68,15 +71,18 @@ impl BlobBinding {
                     .map_err(|e| format!("cannot use {}: {e}", dir.display()))?;
                 // object_store reads files 8 KiB per blocking call; bigger reads cut a
                 // download's thread hand-offs 32-fold.
-                let store = ChunkedStore::new(Arc::new(store), FILE_READ_CHUNK);
+                let local = Arc::new(store);
+                let store = ChunkedStore::new(local.clone(), FILE_READ_CHUNK);
                 Ok(BlobBinding {
                     store: Arc::new(store),
                     file: true,
+                    local: Some(local),
                 })
             }
             BlobLocation::Memory => Ok(BlobBinding {
                 store: Arc::new(InMemory::new()),
                 file: false,
+                local: None,
             }),
             BlobLocation::S3(s3) => {
                 let mut builder = AmazonS3Builder::new()
@@ -121,9 +127,45 @@ impl BlobBinding {
                 } else {
                     Arc::new(PrefixStore::new(store, s3.prefix.as_str()))
                 };
-                Ok(BlobBinding { store, file: false })
+                Ok(BlobBinding {
+                    store,
+                    file: false,
+                    local: None,
+                })
             }
         }
+    }
+
+    /// Makes the files at `paths` (and their directory entries) durable on a file store;
+    /// nothing to do on others, whose servers acknowledge durably themselves.
+    async fn sync(&self, paths: Vec<Path>) -> Result<(), GuestError> {
+        let Some(local) = self.local.clone() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || {
+            for path in paths {
+                let file = local.path_to_filesystem(&path).map_err(store_error)?;
+                let failed = |e: std::io::Error| {
+                    GuestError::Store(format!("blob: cannot sync {}: {e}", file.display()))
+                };
+                match std::fs::File::open(&file) {
+                    Ok(handle) => handle.sync_all().map_err(failed)?,
+                    // A sidecar that was removed: its directory entry still needs syncing.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(failed(e)),
+                }
+                if let Some(dir) = file.parent() {
+                    match std::fs::File::open(dir) {
+                        Ok(handle) => handle.sync_all().map_err(failed)?,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(failed(e)),
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| GuestError::Store(format!("blob: the sync task failed: {e}")))?
     }
 
     fn sidecar_path(key: &str) -> Path {
@@ -249,7 +291,7 @@ impl BlobBinding {
                 Err(e) => return Err(store_error(e)),
             }
         }
-        Ok(())
+        self.sync(vec![path, Self::sidecar_path(key)]).await
     }
 
     async fn list(&self, options: ListOptions) -> Result<ListResult, GuestError> {

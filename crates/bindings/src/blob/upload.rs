@@ -86,6 +86,11 @@ impl Upload {
                         .map_err(store_error)?;
                 }
             }
+            let mut written = vec![path];
+            if bucket.file {
+                written.push(BlobBinding::sidecar_path(&key));
+            }
+            bucket.sync(written).await?;
             Ok(bucket.info(&key, &meta, &Attributes::new()).await)
         });
         Upload {
