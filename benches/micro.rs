@@ -35,6 +35,7 @@ fn runtime(data_dir: &Path) -> Arc<Runtime> {
 fn tenant_config(name: &str, component: PathBuf) -> TenantConfig {
     TenantConfig {
         stores: Default::default(),
+        outbound: Vec::new(),
         name: name.into(),
         component_at: Location {
             file: "bench.toml".into(),

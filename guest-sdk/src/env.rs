@@ -2,8 +2,8 @@ use std::cell::RefCell;
 use std::pin::Pin;
 use std::rc::Rc;
 
-use crate::Result;
 use crate::stores::{blob::Bucket, kv::Kv, sql::Sql};
+use crate::{Error, Request, Response, Result};
 
 type Task = Pin<Box<dyn Future<Output = ()>>>;
 
@@ -38,6 +38,20 @@ impl Env {
     /// The blob bucket bound as `name` (`blob = { NAME = "…" }`).
     pub fn blob(&self, name: &str) -> Result<Bucket> {
         Bucket::open(name)
+    }
+
+    /// Sends `request` to an origin the tenant lists in `outbound` and answers its
+    /// response, whose body streams. Any other destination is refused (502 with the
+    /// reason if propagated with `?`); so is a name that resolves to a private address.
+    /// Concurrent fetches (say, with `futures::join!`) run concurrently.
+    pub async fn fetch(&self, request: Request) -> Result<Response> {
+        let request = request.into_http();
+        let url = request.uri().to_string();
+        let response = wstd::http::Client::new()
+            .send(request)
+            .await
+            .map_err(|e| Error::new(502, format!("fetch {url}: {e}")))?;
+        Ok(Response::from_http(response))
     }
 
     /// Runs `work` after the response has been sent (Workers' `ctx.waitUntil`): logging,

@@ -6,13 +6,72 @@ use wstd::http::{Body, HeaderMap, Method, Uri};
 
 use crate::{Error, Result};
 
-/// An incoming request. The path is the client's full original path (routes do not strip
-/// their prefix).
+/// A request: the incoming one a handler gets (whose path is the client's full original
+/// path: routes do not strip their prefix), or one built to send with [`Env::fetch`].
+///
+/// [`Env::fetch`]: crate::Env::fetch
 pub struct Request {
     inner: http::Request<Body>,
 }
 
+/// Headers that describe one connection, not the message: never forwarded.
+const HOP_BY_HOP: [&str; 9] = [
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+];
+
 impl Request {
+    /// A request with no headers and an empty body, to send with `env.fetch`.
+    pub fn new(method: Method, url: &str) -> Result<Request> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| Error::internal(format!("`{url}` is not a URL: {e}")))?;
+        let mut inner = http::Request::new(Body::empty());
+        *inner.method_mut() = method;
+        *inner.uri_mut() = uri;
+        Ok(Request { inner })
+    }
+
+    /// The same request (method, headers, body) sent to `url` instead: how a proxy
+    /// forwards what it received. Headers about the client's connection (`host`,
+    /// `connection`, `transfer-encoding`, …) are dropped; the node sets `host` from `url`.
+    pub fn with_url(mut self, url: &str) -> Result<Request> {
+        *self.inner.uri_mut() = url
+            .parse()
+            .map_err(|e| Error::internal(format!("`{url}` is not a URL: {e}")))?;
+        for name in HOP_BY_HOP {
+            self.inner.headers_mut().remove(name);
+        }
+        Ok(self)
+    }
+
+    /// Sets a header, replacing any earlier value; invalid names or values are skipped
+    /// with a note on stderr.
+    pub fn with_header(mut self, name: &str, value: impl AsRef<str>) -> Request {
+        match (
+            http::HeaderName::try_from(name),
+            http::HeaderValue::try_from(value.as_ref()),
+        ) {
+            (Ok(name), Ok(value)) => {
+                self.inner.headers_mut().insert(name, value);
+            }
+            _ => eprintln!("outpost-sdk: skipping invalid header `{name}`"),
+        }
+        self
+    }
+
+    /// Replaces the body (bytes, text, or a stream: see [`Body`]).
+    pub fn with_body(mut self, body: impl Into<Body>) -> Request {
+        *self.inner.body_mut() = body.into();
+        self
+    }
     pub(crate) fn from_http(inner: http::Request<Body>) -> Request {
         Request { inner }
     }

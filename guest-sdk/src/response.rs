@@ -78,6 +78,44 @@ impl Response {
         self.inner.status().as_u16()
     }
 
+    /// A header's value, if present and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.inner.headers().get(name)?.to_str().ok()
+    }
+
+    /// The whole body (of a response from `env.fetch`).
+    pub async fn read_bytes(self) -> Result<Vec<u8>> {
+        let mut body = self.inner.into_body();
+        Ok(body
+            .contents()
+            .await
+            .map_err(|e| crate::Error::new(502, format!("reading the response body: {e}")))?
+            .to_vec())
+    }
+
+    /// The whole body as UTF-8 text.
+    pub async fn read_text(self) -> Result<String> {
+        String::from_utf8(self.read_bytes().await?)
+            .map_err(|_| crate::Error::new(502, "the response body is not UTF-8"))
+    }
+
+    /// The whole body as JSON.
+    pub async fn read_json<T: serde::de::DeserializeOwned>(self) -> Result<T> {
+        let bytes = self.read_bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            crate::Error::new(502, format!("the response is not the JSON expected: {e}"))
+        })
+    }
+
+    /// The body as it is, to stream on (say, as this handler's own response).
+    pub fn into_body(self) -> Body {
+        self.inner.into_body()
+    }
+
+    pub(crate) fn from_http(inner: http::Response<Body>) -> Response {
+        Response { inner }
+    }
+
     /// The underlying `http::Response`.
     pub fn into_http(self) -> http::Response<Body> {
         self.inner

@@ -22,6 +22,7 @@
 //! ```
 
 mod error;
+mod outbound;
 mod raw;
 mod route;
 mod stores;
@@ -33,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors, Location};
+pub use outbound::Origin;
 pub use route::{HostPattern, Route};
 pub use stores::{
     BlobLocation, BlobStore, DEFAULT_S3_ACCESS_KEY_ENV, DEFAULT_S3_SECRET_KEY_ENV, S3Store, Stores,
@@ -126,6 +128,8 @@ pub struct TenantConfig {
     pub reuse: bool,
     /// The stores its guest may open.
     pub stores: Stores,
+    /// The origins its guest may call (`outbound`); none by default.
+    pub outbound: Vec<Origin>,
 }
 
 /// Per-request limits of a tenant.
@@ -494,6 +498,18 @@ impl Validator<'_> {
             sql: self.binding_names(raw.sql, "sql", &mut errors),
             blob: self.blob_stores(&name, raw.blob, &mut errors),
         };
+        let mut outbound: Vec<Origin> = Vec::new();
+        for origin in raw.outbound.map(Spanned::into_inner).unwrap_or_default() {
+            match Origin::parse(origin.get_ref()) {
+                Ok(parsed) if outbound.contains(&parsed) => errors.push(self.error(
+                    &origin,
+                    "outbound",
+                    format!("`{}` is listed twice", origin.get_ref()),
+                )),
+                Ok(parsed) => outbound.push(parsed),
+                Err(message) => errors.push(self.error(&origin, "outbound", message)),
+            }
+        }
 
         for error in errors {
             self.errors.push(error.tenant(&name));
@@ -507,6 +523,7 @@ impl Validator<'_> {
             limits,
             reuse,
             stores,
+            outbound,
         })
     }
 

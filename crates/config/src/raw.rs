@@ -46,6 +46,7 @@ pub(crate) struct RawTenant {
     /// Binding name → URL string or a table; validated by hand for clear messages.
     #[serde(default)]
     pub blob: BTreeMap<String, Spanned<toml::Value>>,
+    pub outbound: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]

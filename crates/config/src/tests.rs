@@ -247,6 +247,21 @@ fn bad_store_bindings_name_the_key() {
             "limits.sql_size",
             "at least 64KiB",
         ),
+        (
+            "outbound = [\"ftp://files.example.com\"]",
+            "outbound",
+            "http or https",
+        ),
+        (
+            "outbound = [\"https://api.example.com/v1\"]",
+            "outbound",
+            "only scheme, host and port",
+        ),
+        (
+            "outbound = [\"https://a.example\", \"https://A.example:443\"]",
+            "outbound",
+            "listed twice",
+        ),
     ];
     for (line, key, needle) in cases {
         let error = only_error(&format!("{base}{line}\n"));
@@ -255,4 +270,19 @@ fn bad_store_bindings_name_the_key() {
         assert_eq!(error.location.line, 5, "{line}: {error}");
         assert!(error.message.contains(needle), "{line}: {error}");
     }
+}
+
+#[test]
+fn outbound_origins_parse() {
+    let text = "[[tenant]]\nname = \"edge\"\ncomponent = \"e.wasm\"\nroutes = [\"/\"]\noutbound = [\"https://API.example.com\", \"http://127.0.0.1:9000/\"]\n";
+    let config = Config::parse(text, Path::new("node.toml")).unwrap();
+    let origins: Vec<String> = config.tenants[0]
+        .outbound
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        origins,
+        ["https://api.example.com:443", "http://127.0.0.1:9000"]
+    );
 }

@@ -7,8 +7,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::lanes::{LaneSlot, Lanes};
+use crate::outbound::{MAX_SUBREQUESTS, Outbound};
 use crate::scope::{LimitHit, ScopeSlot};
 
 /// A store's data.
@@ -58,28 +60,52 @@ impl WasiHttpView for GuestState {
     }
 }
 
-/// Outbound HTTP policy. Until a tenant can declare allowed origins, every subrequest is
-/// refused: a guest must never reach the node's network (or the internet) by default.
-pub(crate) struct OutboundPolicy;
+/// Outbound HTTP: the tenant's listed origins, or nothing at all. A guest must never
+/// reach the node's network (or the internet) unless its operator said so.
+pub(crate) struct OutboundPolicy {
+    pub(crate) outbound: Option<Arc<Outbound>>,
+    pub(crate) scope: ScopeSlot,
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                ),
+                wasmtime_wasi_http::Error,
+            >,
+        > + Send,
+>;
 
 impl WasiHttpHooks for OutboundPolicy {
     fn send_request(
         &mut self,
-        _request: http::Request<WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        request: http::Request<WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    ) -> SendFuture {
+        use wasmtime_wasi_http::Error;
+        let Some(outbound) = self.outbound.clone() else {
+            return Box::new(async { Err(Error::HttpRequestDenied) });
+        };
+        if let Some(scope) = self.scope.get()
+            && scope.subrequests.fetch_add(1, Ordering::Relaxed) >= MAX_SUBREQUESTS
+        {
+            return Box::new(async {
+                Err(Error::InternalError(Some(format!(
+                    "a request may make at most {MAX_SUBREQUESTS} subrequests"
+                ))))
+            });
+        }
+        let first_byte = options.and_then(|o| o.first_byte_timeout);
+        Box::new(async move {
+            let response = outbound.send(request, first_byte).await?;
+            let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
+                Box::new(async { Ok(()) });
+            Ok((response, done))
+        })
     }
 }
 

@@ -57,6 +57,8 @@ pub struct RequestScope {
     pub(crate) cpu: Arc<CpuMeter>,
     limit_hit: OnceLock<LimitHit>,
     log_bytes: AtomicU64,
+    /// Outbound requests made so far (capped per request).
+    pub(crate) subrequests: std::sync::atomic::AtomicU32,
     instance_exit: Notify,
     /// Released when the instance lets go of this request: the tenant's concurrency slot.
     _permit: OwnedSemaphorePermit,
@@ -78,6 +80,7 @@ impl RequestScope {
             cpu: Arc::new(CpuMeter::default()),
             limit_hit: OnceLock::new(),
             log_bytes: AtomicU64::new(0),
+            subrequests: std::sync::atomic::AtomicU32::new(0),
             instance_exit: Notify::new(),
             _permit: permit,
         }

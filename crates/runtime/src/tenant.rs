@@ -29,6 +29,7 @@ use crate::engine::{MAX_TABLE_ELEMENTS, Runtime};
 use crate::guest_log::{GuestLog, GuestStream};
 use crate::guest_state::{GuestLimiter, GuestState, OutboundPolicy};
 use crate::lanes::{Lanes, lanes_per_tenant};
+use crate::outbound::Outbound;
 use crate::scope::{LimitExceeded, LimitHit, RequestScope, ScopeSlot};
 
 /// With `reuse = true`, an instance serves at most this many requests, then is replaced
@@ -239,6 +240,8 @@ impl Tenant {
             reuse: config.reuse,
             pre,
             bindings,
+            outbound: (!config.outbound.is_empty())
+                .then(|| Outbound::new(config.outbound.clone(), config.limits.timeout)),
         };
         instances.trial_instantiate().map_err(|e| {
             located(LoadError::Instantiate {
@@ -380,6 +383,8 @@ struct TenantInstances {
     reuse: bool,
     pre: ProxyPre<GuestState>,
     bindings: Arc<TenantBindings>,
+    /// The tenant's outbound origins and connection pool, if it lists any.
+    outbound: Option<Arc<Outbound>>,
 }
 
 impl TenantInstances {
@@ -402,7 +407,10 @@ impl TenantInstances {
             table: ResourceTable::new(),
             wasi,
             http: WasiHttpCtx::new(),
-            hooks: OutboundPolicy,
+            hooks: OutboundPolicy {
+                outbound: self.outbound.clone(),
+                scope: scope.clone(),
+            },
             limiter: GuestLimiter {
                 memory_bytes: self.limits.memory as usize,
                 table_elements: MAX_TABLE_ELEMENTS,
