@@ -36,6 +36,7 @@ fn tenant_config(name: &str, component: PathBuf) -> TenantConfig {
     TenantConfig {
         stores: Default::default(),
         outbound: Vec::new(),
+        secrets: Default::default(),
         name: name.into(),
         component_at: Location {
             file: "bench.toml".into(),

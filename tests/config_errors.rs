@@ -208,3 +208,23 @@ fn an_s3_store_without_credentials_names_tenant_binding_and_variable() {
         &["tenant `shop`", "blob.FILES", "OUTPOST_TEST_NO_SUCH_KEY"],
     );
 }
+
+#[test]
+fn a_secret_whose_variable_is_unset_names_tenant_key_and_variable() {
+    let (code, output, _dir) = serve(&tenant(
+        "shop",
+        "echo",
+        &["/"],
+        "secrets = { API_KEY = { env = \"OUTPOST_TEST_UNSET_SECRET\" } }",
+    ));
+    assert_refused(
+        &output,
+        code,
+        &[
+            "outpost.toml:13:",
+            "tenant `shop`",
+            "`secrets.API_KEY`",
+            "OUTPOST_TEST_UNSET_SECRET",
+        ],
+    );
+}

@@ -25,6 +25,7 @@ mod error;
 mod outbound;
 mod raw;
 mod route;
+mod secrets;
 mod stores;
 mod units;
 
@@ -36,6 +37,7 @@ use std::time::Duration;
 pub use error::{ConfigError, ConfigErrors, Location};
 pub use outbound::Origin;
 pub use route::{HostPattern, Route};
+pub use secrets::Secret;
 pub use stores::{
     BlobLocation, BlobStore, DEFAULT_S3_ACCESS_KEY_ENV, DEFAULT_S3_SECRET_KEY_ENV, S3Store, Stores,
 };
@@ -130,6 +132,8 @@ pub struct TenantConfig {
     pub stores: Stores,
     /// The origins its guest may call (`outbound`); none by default.
     pub outbound: Vec<Origin>,
+    /// Values the guest reads like vars, from the node's environment or files.
+    pub secrets: BTreeMap<String, Secret>,
 }
 
 /// Per-request limits of a tenant.
@@ -459,7 +463,7 @@ impl Validator<'_> {
             }
         }
 
-        let mut vars = BTreeMap::new();
+        let mut vars: BTreeMap<String, String> = BTreeMap::new();
         for (key, value) in raw.vars {
             let text = match value.get_ref() {
                 toml::Value::String(s) => Some(s.clone()),
@@ -498,6 +502,7 @@ impl Validator<'_> {
             sql: self.binding_names(raw.sql, "sql", &mut errors),
             blob: self.blob_stores(&name, raw.blob, &mut errors),
         };
+        let secrets = self.secrets(raw.secrets, &vars, &mut errors);
         let mut outbound: Vec<Origin> = Vec::new();
         for origin in raw.outbound.map(Spanned::into_inner).unwrap_or_default() {
             match Origin::parse(origin.get_ref()) {
@@ -524,7 +529,58 @@ impl Validator<'_> {
             reuse,
             stores,
             outbound,
+            secrets,
         })
+    }
+
+    /// `secrets = { NAME = { env = "VAR" } | { file = "path" } }`, read now. An error
+    /// names the variable or file, never a value.
+    fn secrets(
+        &self,
+        raw: BTreeMap<String, Spanned<toml::Value>>,
+        vars: &BTreeMap<String, String>,
+        errors: &mut Vec<ConfigError>,
+    ) -> BTreeMap<String, Secret> {
+        let mut secrets = BTreeMap::new();
+        for (name, value) in raw {
+            let key = format!("secrets.{name}");
+            if !is_env_name(&name) {
+                errors.push(self.error(
+                    &value,
+                    &key,
+                    "a secret's name is letters, digits and `_`, not starting with a digit",
+                ));
+                continue;
+            }
+            if vars.contains_key(&name) {
+                errors.push(self.error(
+                    &value,
+                    &key,
+                    format!("`{name}` is also a var; a name is a var or a secret"),
+                ));
+                continue;
+            }
+            let table = value.get_ref().as_table();
+            let source = table.filter(|t| t.len() == 1).and_then(|t| t.iter().next());
+            let read = match source {
+                Some((kind, toml::Value::String(var))) if kind == "env" => std::env::var(var)
+                    .map_err(|_| format!("environment variable `{var}` is not set; set it in outpost's environment")),
+                Some((kind, toml::Value::String(file))) if kind == "file" => {
+                    let path = self.resolve(file);
+                    std::fs::read_to_string(&path)
+                        .map(|text| text.trim_end_matches(['\n', '\r']).to_string())
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                }
+                _ => Err("a secret is { env = \"VAR\" } or { file = \"path\" }".into()),
+            };
+            match read {
+                Ok(text) => {
+                    secrets.insert(name, Secret::new(text));
+                }
+                Err(message) => errors.push(self.error(&value, &key, message)),
+            }
+        }
+        secrets
     }
 
     /// `kv = [...]` or `sql = [...]`: unique identifiers.

@@ -47,6 +47,8 @@ pub(crate) struct RawTenant {
     #[serde(default)]
     pub blob: BTreeMap<String, Spanned<toml::Value>>,
     pub outbound: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]

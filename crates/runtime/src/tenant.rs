@@ -236,6 +236,12 @@ impl Tenant {
                 .vars
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
+                .chain(
+                    config
+                        .secrets
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.expose().to_string())),
+                )
                 .collect(),
             reuse: config.reuse,
             pre,
