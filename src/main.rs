@@ -108,14 +108,17 @@ fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
     }
     log_startup(&tenants, started);
 
-    let node = Arc::new(Node::new(
-        config.node.id.clone(),
-        tenants
-            .into_iter()
-            .zip(&config.tenants)
-            .map(|(tenant, tenant_config)| (Arc::new(tenant), tenant_config.routes.clone()))
-            .collect(),
-    ));
+    let node = Arc::new(
+        Node::new(
+            config.node.id.clone(),
+            tenants
+                .into_iter()
+                .zip(&config.tenants)
+                .map(|(tenant, tenant_config)| (Arc::new(tenant), tenant_config.routes.clone()))
+                .collect(),
+        )
+        .with_trusted_proxies(config.server.trusted_proxies.clone()),
+    );
     let runtime_threads = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

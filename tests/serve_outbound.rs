@@ -85,6 +85,8 @@ impl Origin {
     }
 }
 
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 fn router(routes: &str, outbound: &[String]) -> String {
     let outbound: Vec<String> = outbound.iter().map(|o| format!("{o:?}")).collect();
     tenant(
@@ -120,6 +122,8 @@ async fn the_router_forwards_method_path_headers_and_body_to_the_right_origin() 
             &[
                 ("x-client", "test-suite"),
                 ("content-type", "application/json"),
+                ("x-forwarded-for", "6.6.6.6"),
+                ("traceparent", TRACEPARENT),
             ],
             Bytes::from_static(br#"{"qty":2}"#),
         )
@@ -136,15 +140,51 @@ async fn the_router_forwards_method_path_headers_and_body_to_the_right_origin() 
         seen[0].headers.get("x-client").map(|v| v.as_bytes()),
         Some(&b"test-suite"[..])
     );
+    let header = |name: &str| {
+        seen[0]
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    // The node is not behind a trusted proxy here, so the client's own claim is dropped.
+    assert_eq!(header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(header("x-outpost-client-ip").as_deref(), Some("127.0.0.1"));
+    assert_eq!(header("x-outpost-node").as_deref(), Some("test"));
+    assert_eq!(
+        header("traceparent").as_deref(),
+        Some(TRACEPARENT),
+        "a valid trace context is kept"
+    );
     assert_eq!(
         seen[0].headers.get("host").map(|v| v.as_bytes()),
         Some(orders.addr.to_string().as_bytes()),
         "the origin sees its own host, not the client's"
     );
 
-    let reply = node.get("shop.test", "/api/v1/users").await;
+    let reply = node
+        .send(
+            Method::GET,
+            "shop.test",
+            "/api/v1/users",
+            &[("traceparent", "not-a-trace")],
+            Bytes::new(),
+        )
+        .await;
     assert_eq!(reply.body, "users saw GET /api/v1/users");
-    assert_eq!(users.seen().len(), 1);
+    let seen = users.seen();
+    assert_eq!(seen.len(), 1);
+    let minted = seen[0]
+        .headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    let minted = minted.expect("a traceparent");
+    let lengths: Vec<usize> = minted.split('-').map(str::len).collect();
+    assert_eq!(
+        lengths,
+        [2, 32, 16, 2],
+        "an invalid trace context is replaced by a new one: {minted}"
+    );
 
     let reply = node.get("shop.test", "/api/v1/ordersx").await;
     assert_eq!(reply.status, 404);

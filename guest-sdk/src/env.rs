@@ -13,11 +13,16 @@ type Task = Pin<Box<dyn Future<Output = ()>>>;
 #[derive(Clone, Default)]
 pub struct Env {
     after_response: Rc<RefCell<Vec<Task>>>,
+    /// The incoming request's W3C trace context, passed on to subrequests.
+    traceparent: Option<String>,
 }
 
 impl Env {
-    pub(crate) fn new() -> Env {
-        Env::default()
+    pub(crate) fn new(traceparent: Option<String>) -> Env {
+        Env {
+            traceparent,
+            ..Env::default()
+        }
     }
 
     /// A variable from the tenant's `vars` in the node config.
@@ -44,8 +49,17 @@ impl Env {
     /// response, whose body streams. Any other destination is refused (502 with the
     /// reason if propagated with `?`); so is a name that resolves to a private address.
     /// Concurrent fetches (say, with `futures::join!`) run concurrently.
+    ///
+    /// The request carries the incoming request's `traceparent` unless it sets its own,
+    /// so the origin's traces join this one.
     pub async fn fetch(&self, request: Request) -> Result<Response> {
-        let request = request.into_http();
+        let mut request = request.into_http();
+        if let Some(traceparent) = &self.traceparent
+            && !request.headers().contains_key("traceparent")
+            && let Ok(value) = http::HeaderValue::from_str(traceparent)
+        {
+            request.headers_mut().insert("traceparent", value);
+        }
         let url = request.uri().to_string();
         let response = wstd::http::Client::new()
             .send(request)

@@ -68,7 +68,12 @@ pub mod __private {
                 Ok(request) => request,
                 Err(error) => return responder.fail(error),
             };
-            let env = Env::new();
+            let traceparent = request
+                .headers()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let env = Env::new(traceparent);
             let is_head = request.method() == wstd::http::Method::HEAD;
             let response = match handler(Request::from_http(request), env.clone()).await {
                 Ok(response) => response,

@@ -109,6 +109,8 @@ pub struct NodeConfig {
 pub struct ServerConfig {
     /// Address of the plain HTTP listener (HTTP/1.1 and cleartext HTTP/2).
     pub listen: SocketAddr,
+    /// Peers whose `x-forwarded-for` is believed (load balancers in front of the node).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// One tenant: a component, the routes it answers, and its limits.
@@ -394,8 +396,29 @@ impl Validator<'_> {
         let default = DEFAULT_LISTEN
             .parse()
             .expect("DEFAULT_LISTEN is a socket address");
-        let mut server = ServerConfig { listen: default };
-        if let Some(listen) = raw.and_then(|raw| raw.into_inner().listen) {
+        let mut server = ServerConfig {
+            listen: default,
+            trusted_proxies: Vec::new(),
+        };
+        let Some(raw) = raw.map(Spanned::into_inner) else {
+            return server;
+        };
+        for proxy in raw.trusted_proxies.unwrap_or_default() {
+            let text = proxy.get_ref();
+            let parsed = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                Ok(net) => server.trusted_proxies.push(net),
+                Err(_) => {
+                    let error = self.error(&proxy, "server.trusted_proxies", format!(
+                        "`{text}` is not an address or network; write it like \"10.0.0.1\" or \"10.0.0.0/8\""
+                    ));
+                    self.errors.push(error);
+                }
+            }
+        }
+        if let Some(listen) = raw.listen {
             match listen.get_ref().parse() {
                 Ok(addr) => server.listen = addr,
                 Err(_) => {

@@ -3,6 +3,7 @@
 //! the outcome into a response. Every log line of a request carries its tenant and
 //! request id.
 
+mod context;
 mod request_id;
 mod responses;
 mod router;
@@ -27,10 +28,11 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The tenants a node serves and the router that picks among them.
 pub struct Node {
-    /// This node's id, for logs.
+    /// This node's id, for logs and `x-outpost-node`.
     pub id: String,
     tenants: Vec<Arc<Tenant>>,
     router: Router,
+    trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Node {
@@ -46,11 +48,22 @@ impl Node {
             id,
             tenants: tenants.into_iter().map(|(tenant, _)| tenant).collect(),
             router,
+            trusted_proxies: Vec::new(),
         }
     }
 
-    /// Handles one request end to end; never fails (failures are responses).
-    pub async fn handle(&self, request: Request<Incoming>) -> http::Response<WasiBody> {
+    /// Believes `x-forwarded-for` from these peers (the load balancers in front).
+    pub fn with_trusted_proxies(mut self, proxies: Vec<ipnet::IpNet>) -> Node {
+        self.trusted_proxies = proxies;
+        self
+    }
+
+    /// Handles one request from `peer` end to end; never fails (failures are responses).
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> http::Response<WasiBody> {
         let started = Instant::now();
         let id = request_id(request.headers().get(REQUEST_ID_HEADER));
         let method = request.method().clone();
@@ -70,7 +83,7 @@ impl Node {
             Some(index) => {
                 let tenant = &self.tenants[index];
                 let name = tenant.info().name.clone();
-                (Some(name), self.run(tenant, &id, request).await)
+                (Some(name), self.run(tenant, &id, request, peer).await)
             }
         };
         if let Ok(value) = HeaderValue::from_str(&id) {
@@ -94,6 +107,7 @@ impl Node {
         tenant: &Tenant,
         id: &str,
         request: Request<Incoming>,
+        peer: SocketAddr,
     ) -> http::Response<WasiBody> {
         let declared_length = request
             .headers()
@@ -111,6 +125,12 @@ impl Node {
         if let Ok(value) = HeaderValue::from_str(id) {
             parts.headers.insert(REQUEST_ID_HEADER, value);
         }
+        context::apply(
+            &mut parts.headers,
+            peer.ip().to_canonical(),
+            &self.trusted_proxies,
+            &self.id,
+        );
         let body = body.map_err(BodyError::from).boxed_unsync();
         match tenant
             .handle(admission, Arc::from(id), Request::from_parts(parts, body))
@@ -152,7 +172,7 @@ pub async fn serve(
 async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, node: Arc<Node>) {
     let service = hyper::service::service_fn(move |request| {
         let node = node.clone();
-        async move { Ok::<_, std::convert::Infallible>(node.handle(request).await) }
+        async move { Ok::<_, std::convert::Infallible>(node.handle(request, peer).await) }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
