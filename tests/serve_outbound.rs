@@ -5,6 +5,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Method;
@@ -16,6 +17,8 @@ use support::{Node, tenant};
 /// What an origin received.
 #[derive(Debug, Clone)]
 struct Seen {
+    /// When it arrived, by the origin's clock.
+    at: std::time::Instant,
     method: String,
     path_and_query: String,
     headers: http::HeaderMap,
@@ -31,6 +34,15 @@ struct Origin {
 
 impl Origin {
     async fn start(name: &'static str) -> Origin {
+        Origin::start_with(name, Duration::ZERO, &[]).await
+    }
+
+    /// An origin that waits `delay` before answering, and answers 500 on `failing` paths.
+    async fn start_with(
+        name: &'static str,
+        delay: Duration,
+        failing: &'static [&'static str],
+    ) -> Origin {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -48,6 +60,7 @@ impl Origin {
                         service_fn(move |request: http::Request<hyper::body::Incoming>| {
                             let record = record.clone();
                             async move {
+                                let at = std::time::Instant::now();
                                 let (parts, body) = request.into_parts();
                                 let body = body.collect().await?.to_bytes();
                                 let path = parts
@@ -56,15 +69,18 @@ impl Origin {
                                     .map(|p| p.as_str().to_string())
                                     .unwrap_or_default();
                                 let answer = format!("{name} saw {} {path}", parts.method);
+                                let failed = failing.contains(&parts.uri.path());
                                 record.lock().expect("lock").push(Seen {
+                                    at,
                                     method: parts.method.to_string(),
                                     path_and_query: path,
                                     headers: parts.headers,
                                     body,
                                 });
+                                tokio::time::sleep(delay).await;
                                 Ok::<_, hyper::Error>(
                                     http::Response::builder()
-                                        .status(201)
+                                        .status(if failed { 500 } else { 201 })
                                         .header("x-origin", name)
                                         .body(Full::new(Bytes::from(answer)))
                                         .expect("response"),
@@ -229,4 +245,66 @@ async fn a_listed_name_that_resolves_to_a_private_address_is_refused() {
     let url = format!("http://localhost:{}", origin.addr.port());
     let node = Node::start(&router(&format!("/api={url}"), std::slice::from_ref(&url))).await;
     assert_refused(&node, &origin, "DestinationIpProhibited").await;
+}
+
+#[tokio::test]
+async fn fragments_are_fetched_concurrently_cached_and_fall_back() {
+    const DELAY: Duration = Duration::from_millis(400);
+    let origin = Origin::start_with("cms", DELAY, &["/broken"]).await;
+    let url = format!("http://{}", origin.addr);
+    let fragments = ["a,60", "b,60", "c,60", "d,1", "broken,60"]
+        .iter()
+        .map(|f| format!("{f},{url}/{}", f.split(',').next().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let node = Node::start(&tenant(
+        "page",
+        "fragments",
+        &["/"],
+        &format!("kv = [\"CACHE\"]\noutbound = [{url:?}]\nvars = {{ FRAGMENTS = {fragments:?} }}"),
+    ))
+    .await;
+
+    let page = node.get("www.test", "/").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(
+        page.header("x-fragments"),
+        Some("a=origin,b=origin,c=origin,d=origin,broken=fallback")
+    );
+    assert!(page.body.contains("cms saw GET /a"), "{}", page.body);
+    assert!(
+        page.body.contains("<!-- fragment broken unavailable -->"),
+        "{}",
+        page.body
+    );
+    // By the origin's own clock, all five requests arrived before the first could have
+    // been answered: they were in flight together, not one after another.
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 5);
+    let first = seen.iter().map(|s| s.at).min().expect("arrivals");
+    let last = seen.iter().map(|s| s.at).max().expect("arrivals");
+    assert!(
+        last - first < DELAY,
+        "the fragments were fetched one after another: arrivals spread over {:?}",
+        last - first
+    );
+
+    let cached = node.get("www.test", "/").await;
+    assert_eq!(
+        cached.header("x-fragments"),
+        Some("a=cache,b=cache,c=cache,d=cache,broken=fallback")
+    );
+    assert_eq!(
+        origin.seen().len(),
+        6,
+        "only the failing fragment is fetched again"
+    );
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let later = node.get("www.test", "/").await;
+    assert_eq!(
+        later.header("x-fragments"),
+        Some("a=cache,b=cache,c=cache,d=origin,broken=fallback"),
+        "d's 1 s TTL has run out"
+    );
 }
