@@ -228,3 +228,10 @@ fn a_secret_whose_variable_is_unset_names_tenant_key_and_variable() {
         ],
     );
 }
+
+#[test]
+fn the_demo_config_checks_clean() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml");
+    let (code, output) = run_outpost(&["check", "--config", demo]);
+    assert_eq!(code, 0, "config/demo.toml has problems:\n{output}");
+}
