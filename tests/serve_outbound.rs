@@ -308,3 +308,77 @@ async fn fragments_are_fetched_concurrently_cached_and_fall_back() {
         "d's 1 s TTL has run out"
     );
 }
+
+#[tokio::test]
+async fn ab_test_assigns_by_weight_sticks_by_cookie_and_routes_to_the_variant() {
+    let origin = Origin::start("app").await;
+    let url = format!("http://{}", origin.addr);
+    let node = Node::start(&tenant(
+        "ab",
+        "ab-test",
+        &["/"],
+        &format!(
+            "outbound = [{url:?}]\nvars = {{ VARIANTS = \"control=80={url}/v1 new=20={url}/v2\" }}"
+        ),
+    ))
+    .await;
+
+    const CLIENTS: usize = 200;
+    let mut control = 0;
+    for _ in 0..CLIENTS {
+        let reply = node.get("shop.test", "/checkout?step=1").await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        let variant = reply.header("x-ab-variant").expect("a variant").to_string();
+        let cookie = reply
+            .header("set-cookie")
+            .expect("a new client gets a cookie");
+        assert!(
+            cookie.starts_with(&format!("ab_variant={variant};")),
+            "{cookie}"
+        );
+        let base = if variant == "control" { "/v1" } else { "/v2" };
+        assert_eq!(reply.body, format!("app saw GET {base}/checkout?step=1"));
+        if variant == "control" {
+            control += 1;
+        }
+    }
+    // 80% expected: 160 of 200, standard deviation 5.7. The band is over 4 deviations
+    // wide each way, and far from what an even split (100) would give.
+    assert!(
+        (130..=185).contains(&control),
+        "{control} of {CLIENTS} got control; expected about 160"
+    );
+
+    for _ in 0..20 {
+        let reply = node
+            .send(
+                Method::GET,
+                "shop.test",
+                "/checkout",
+                &[("cookie", "theme=dark; ab_variant=new")],
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(reply.header("x-ab-variant"), Some("new"));
+        assert_eq!(
+            reply.header("set-cookie"),
+            None,
+            "a sticky client keeps its cookie"
+        );
+        assert_eq!(reply.body, "app saw GET /v2/checkout");
+    }
+
+    let stale = node
+        .send(
+            Method::GET,
+            "shop.test",
+            "/",
+            &[("cookie", "ab_variant=retired")],
+            Bytes::new(),
+        )
+        .await;
+    assert!(
+        stale.header("set-cookie").is_some(),
+        "a retired variant is reassigned"
+    );
+}

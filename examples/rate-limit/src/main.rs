@@ -31,7 +31,10 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
     };
     let limit = number("LIMIT", 100)?;
     let window = number("WINDOW", 60)?;
-    let client = req.header("x-outpost-client-ip").unwrap_or("unknown").to_string();
+    let client = req
+        .header("x-outpost-client-ip")
+        .unwrap_or("unknown")
+        .to_string();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_err(|e| Error::internal(e.to_string()))?
@@ -40,13 +43,18 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
     let reset = window_start + window - now;
     let key = format!("rate:{client}:{window_start}");
     // The key lives one window past its own, so a late request never restarts a count.
-    let count = env.kv("LIMITS")?.increment(&key, 1, Some(window * 2)).await?;
+    let count = env
+        .kv("LIMITS")?
+        .increment(&key, 1, Some(window * 2))
+        .await?;
     let count = u64::try_from(count).unwrap_or(u64::MAX);
     let remaining = limit.saturating_sub(count);
     let response = if count > limit {
-        Response::text(format!("rate limit exceeded: {limit} requests per {window} s\n"))
-            .with_status(429)
-            .with_header("retry-after", reset.to_string())
+        Response::text(format!(
+            "rate limit exceeded: {limit} requests per {window} s\n"
+        ))
+        .with_status(429)
+        .with_header("retry-after", reset.to_string())
     } else if let Some(origin) = env.var("ORIGIN") {
         let target = match req.query() {
             Some(query) => format!("{}{}?{query}", origin.trim_end_matches('/'), req.path()),
