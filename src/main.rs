@@ -117,7 +117,10 @@ fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
                 .map(|(tenant, tenant_config)| (Arc::new(tenant), tenant_config.routes.clone()))
                 .collect(),
         )
-        .with_trusted_proxies(config.server.trusted_proxies.clone()),
+        .with_network(
+            config.server.trusted_proxies.clone(),
+            config.server.geo.clone(),
+        ),
     );
     let runtime_threads = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

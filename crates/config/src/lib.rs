@@ -111,6 +111,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Peers whose `x-forwarded-for` is believed (load balancers in front of the node).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Client networks and their ISO country codes (`geo`), for `x-outpost-country`.
+    pub geo: Vec<(ipnet::IpNet, String)>,
 }
 
 /// One tenant: a component, the routes it answers, and its limits.
@@ -399,6 +401,7 @@ impl Validator<'_> {
         let mut server = ServerConfig {
             listen: default,
             trusted_proxies: Vec::new(),
+            geo: Vec::new(),
         };
         let Some(raw) = raw.map(Spanned::into_inner) else {
             return server;
@@ -418,6 +421,33 @@ impl Validator<'_> {
                 }
             }
         }
+        for (network, country) in raw.geo.unwrap_or_default() {
+            let net = network
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| network.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            let code = country.get_ref();
+            match net {
+                Err(_) => {
+                    let error = self.error(&country, "server.geo", format!(
+                        "`{network}` is not an address or network; write it like \"203.0.113.0/24\""
+                    ));
+                    self.errors.push(error);
+                }
+                Ok(_) if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_uppercase()) => {
+                    let error = self.error(
+                        &country,
+                        "server.geo",
+                        format!("`{code}` is not a two-letter ISO country code like \"DE\""),
+                    );
+                    self.errors.push(error);
+                }
+                Ok(net) => server.geo.push((net, code.clone())),
+            }
+        }
+        // The most specific network wins.
+        server
+            .geo
+            .sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
         if let Some(listen) = raw.listen {
             match listen.get_ref().parse() {
                 Ok(addr) => server.listen = addr,

@@ -30,6 +30,7 @@ pub(crate) struct RawNode {
 pub(crate) struct RawServer {
     pub listen: Option<Spanned<String>>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    pub geo: Option<BTreeMap<String, Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,11 +11,22 @@ pub const FORWARDED_FOR: &str = "x-forwarded-for";
 pub const CLIENT_IP: &str = "x-outpost-client-ip";
 pub const NODE: &str = "x-outpost-node";
 pub const TRACEPARENT: &str = "traceparent";
+pub const COUNTRY: &str = "x-outpost-country";
+
+/// Where requests come from, as the node's config describes it.
+#[derive(Default)]
+pub struct Network {
+    /// Peers whose `x-forwarded-for` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Client networks → country code, most specific first.
+    pub geo: Vec<(IpNet, String)>,
+}
 
 /// Rewrites `headers` for the guest. `peer` is the TCP peer. An incoming
 /// `x-forwarded-for` is believed only when the peer is a trusted proxy; then the client is
 /// the rightmost address in it that is not itself a trusted proxy.
-pub fn apply(headers: &mut HeaderMap, peer: IpAddr, trusted: &[IpNet], node_id: &str) {
+pub fn apply(headers: &mut HeaderMap, peer: IpAddr, network: &Network, node_id: &str) {
+    let trusted = network.trusted_proxies.as_slice();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     let incoming: Vec<String> = if is_trusted(&peer) {
         headers
@@ -41,6 +52,11 @@ pub fn apply(headers: &mut HeaderMap, peer: IpAddr, trusted: &[IpNet], node_id: 
     insert(headers, FORWARDED_FOR, &chain.join(", "));
     insert(headers, CLIENT_IP, &client.to_string());
     insert(headers, NODE, node_id);
+    // Only the node says where a client is: a client's own claim is dropped.
+    headers.remove(COUNTRY);
+    if let Some((_, country)) = network.geo.iter().find(|(net, _)| net.contains(&client)) {
+        insert(headers, COUNTRY, country);
+    }
     let traceparent = headers
         .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
@@ -93,8 +109,14 @@ mod tests {
             let name = http::HeaderName::from_bytes(name.as_bytes()).unwrap();
             headers.append(name, HeaderValue::from_str(value).unwrap());
         }
-        let trusted: Vec<IpNet> = trusted.iter().map(|t| t.parse().unwrap()).collect();
-        apply(&mut headers, peer.parse().unwrap(), &trusted, "edge-1");
+        let network = Network {
+            trusted_proxies: trusted.iter().map(|t| t.parse().unwrap()).collect(),
+            geo: vec![
+                ("198.51.100.0/25".parse().unwrap(), "NL".into()),
+                ("198.51.100.0/24".parse().unwrap(), "DE".into()),
+            ],
+        };
+        apply(&mut headers, peer.parse().unwrap(), &network, "edge-1");
         headers
     }
 
@@ -126,6 +148,16 @@ mod tests {
             &[(FORWARDED_FOR, "6.6.6.6, 198.51.100.7")],
         );
         assert_eq!(get(&h, CLIENT_IP), "198.51.100.7");
+    }
+
+    #[test]
+    fn the_country_comes_from_the_most_specific_network_never_the_client() {
+        let h = run("198.51.100.7", &[], &[(COUNTRY, "US")]);
+        assert_eq!(get(&h, COUNTRY), "NL");
+        let h = run("198.51.100.200", &[], &[]);
+        assert_eq!(get(&h, COUNTRY), "DE");
+        let h = run("203.0.113.1", &[], &[(COUNTRY, "US")]);
+        assert!(h.get(COUNTRY).is_none(), "unknown networks get no country");
     }
 
     #[test]

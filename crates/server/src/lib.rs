@@ -32,7 +32,7 @@ pub struct Node {
     pub id: String,
     tenants: Vec<Arc<Tenant>>,
     router: Router,
-    trusted_proxies: Vec<ipnet::IpNet>,
+    network: context::Network,
 }
 
 impl Node {
@@ -48,13 +48,21 @@ impl Node {
             id,
             tenants: tenants.into_iter().map(|(tenant, _)| tenant).collect(),
             router,
-            trusted_proxies: Vec::new(),
+            network: context::Network::default(),
         }
     }
 
-    /// Believes `x-forwarded-for` from these peers (the load balancers in front).
-    pub fn with_trusted_proxies(mut self, proxies: Vec<ipnet::IpNet>) -> Node {
-        self.trusted_proxies = proxies;
+    /// Believes `x-forwarded-for` from `trusted_proxies` (the load balancers in front)
+    /// and tells guests a client's country from `geo`.
+    pub fn with_network(
+        mut self,
+        trusted_proxies: Vec<ipnet::IpNet>,
+        geo: Vec<(ipnet::IpNet, String)>,
+    ) -> Node {
+        self.network = context::Network {
+            trusted_proxies,
+            geo,
+        };
         self
     }
 
@@ -128,7 +136,7 @@ impl Node {
         context::apply(
             &mut parts.headers,
             peer.ip().to_canonical(),
-            &self.trusted_proxies,
+            &self.network,
             &self.id,
         );
         let body = body.map_err(BodyError::from).boxed_unsync();
