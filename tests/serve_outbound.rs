@@ -382,3 +382,49 @@ async fn ab_test_assigns_by_weight_sticks_by_cookie_and_routes_to_the_variant() 
         "a retired variant is reassigned"
     );
 }
+
+#[tokio::test]
+async fn subrequests_and_their_response_bodies_are_capped() {
+    let origin = Origin::start("cms").await;
+    let url = format!("http://{}", origin.addr);
+    let fragments = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| format!("{n},60,{url}/{n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let page = |limits: &str, names: &[&str]| {
+        tenant(
+            "page",
+            "fragments",
+            &["/"],
+            &format!(
+                "kv = [\"CACHE\"]\noutbound = [{url:?}]\nlimits = {{ {limits} }}\nvars = {{ FRAGMENTS = {:?} }}",
+                fragments(names)
+            ),
+        )
+    };
+
+    let node = Node::start(&page("subrequests = 4", &["a", "b", "c", "d", "e", "f"])).await;
+    let reply = node.get("www.test", "/").await;
+    let sources = reply.header("x-fragments").expect("sources").to_string();
+    assert_eq!(sources.matches("=origin").count(), 4, "{sources}");
+    assert_eq!(sources.matches("=fallback").count(), 2, "{sources}");
+    assert_eq!(
+        origin.seen().len(),
+        4,
+        "the 5th and 6th were refused before leaving"
+    );
+    drop(node);
+
+    // "cms saw GET /a" is 14 bytes: over a 10-byte cap, the fragment falls back.
+    let node = Node::start(&page("subrequest_body = \"10B\"", &["a"])).await;
+    let reply = node.get("www.test", "/").await;
+    assert_eq!(
+        reply.header("x-fragments"),
+        Some("a=fallback"),
+        "{}",
+        reply.body
+    );
+}

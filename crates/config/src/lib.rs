@@ -158,7 +158,16 @@ pub struct Limits {
     pub body: u64,
     /// Bytes each of the tenant's SQLite databases may grow to.
     pub sql_size: u64,
+    /// Outbound requests one request may make.
+    pub subrequests: u32,
+    /// Bytes of one outbound response's body a guest may read.
+    pub subrequest_body: u64,
 }
+
+/// Outbound requests per request when a tenant sets none (Workers' free-plan figure).
+pub const DEFAULT_SUBREQUESTS: u32 = 50;
+/// Upper bound on `limits.subrequests`.
+pub const MAX_SUBREQUESTS: u32 = 10_000;
 
 impl Default for Limits {
     fn default() -> Limits {
@@ -170,6 +179,8 @@ impl Default for Limits {
             concurrency: DEFAULT_CONCURRENCY,
             body: DEFAULT_BODY_BYTES,
             sql_size: DEFAULT_SQL_SIZE_BYTES,
+            subrequests: DEFAULT_SUBREQUESTS,
+            subrequest_body: DEFAULT_BODY_BYTES,
         }
     }
 }
@@ -815,6 +826,23 @@ impl Validator<'_> {
                 Ok(d) if !d.is_zero() => limits.cpu = Some(d),
                 Ok(_) => errors.push(self.error(&cpu, "limits.cpu", "must be above 0")),
                 Err(message) => errors.push(self.error(&cpu, "limits.cpu", message)),
+            }
+        }
+        if let Some(subrequests) = raw.subrequests {
+            if (1..=MAX_SUBREQUESTS).contains(subrequests.get_ref()) {
+                limits.subrequests = subrequests.into_inner();
+            } else {
+                errors.push(self.error(
+                    &subrequests,
+                    "limits.subrequests",
+                    format!("must be between 1 and {MAX_SUBREQUESTS}"),
+                ));
+            }
+        }
+        if let Some(bytes) = raw.subrequest_body {
+            match size(bytes.get_ref()) {
+                Ok(value) => limits.subrequest_body = value,
+                Err(message) => errors.push(self.error(&bytes, "limits.subrequest_body", message)),
             }
         }
         if let Some(concurrency) = raw.concurrency {

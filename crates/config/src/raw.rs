@@ -63,6 +63,8 @@ pub(crate) struct RawLimits {
     pub concurrency: Option<Spanned<u32>>,
     pub body: Option<Spanned<SizeValue>>,
     pub sql_size: Option<Spanned<SizeValue>>,
+    pub subrequests: Option<Spanned<u32>>,
+    pub subrequest_body: Option<Spanned<SizeValue>>,
 }
 
 /// A size may be written `"64MiB"` or as a plain number of bytes.

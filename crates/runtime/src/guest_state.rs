@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::lanes::{LaneSlot, Lanes};
-use crate::outbound::{MAX_SUBREQUESTS, Outbound};
+use crate::outbound::Outbound;
 use crate::scope::{LimitHit, ScopeSlot};
 
 /// A store's data.
@@ -90,12 +90,13 @@ impl WasiHttpHooks for OutboundPolicy {
         let Some(outbound) = self.outbound.clone() else {
             return Box::new(async { Err(Error::HttpRequestDenied) });
         };
+        let max = outbound.max_subrequests;
         if let Some(scope) = self.scope.get()
-            && scope.subrequests.fetch_add(1, Ordering::Relaxed) >= MAX_SUBREQUESTS
+            && scope.subrequests.fetch_add(1, Ordering::Relaxed) >= max
         {
-            return Box::new(async {
+            return Box::new(async move {
                 Err(Error::InternalError(Some(format!(
-                    "a request may make at most {MAX_SUBREQUESTS} subrequests"
+                    "a request may make at most {max} subrequests (limits.subrequests)"
                 ))))
             });
         }

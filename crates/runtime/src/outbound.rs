@@ -22,8 +22,6 @@ use wasmtime_wasi_http::{Error, WasiBody};
 
 /// How long connecting to an origin may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Subrequests one request may make (Workers' free-plan figure).
-pub const MAX_SUBREQUESTS: u32 = 50;
 
 /// One tenant's outbound access: its origins and its connection pool.
 pub(crate) struct Outbound {
@@ -31,10 +29,14 @@ pub(crate) struct Outbound {
     client: Client<HttpsConnector<GuardedConnector>, WasiBody>,
     /// Longest a subrequest may wait for its response head.
     timeout: Duration,
+    /// Subrequests per request.
+    pub(crate) max_subrequests: u32,
+    /// Bytes of one response body a guest may read.
+    max_body: u64,
 }
 
 impl Outbound {
-    pub(crate) fn new(origins: Vec<Origin>, timeout: Duration) -> Arc<Outbound> {
+    pub(crate) fn new(origins: Vec<Origin>, limits: &outpost_config::Limits) -> Arc<Outbound> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         // The system's roots too, for origins behind a private CA the operator trusts.
@@ -52,7 +54,9 @@ impl Outbound {
         Arc::new(Outbound {
             origins,
             client: Client::builder(TokioExecutor::new()).build(https),
-            timeout,
+            timeout: limits.timeout,
+            max_subrequests: limits.subrequests,
+            max_body: limits.subrequest_body,
         })
     }
 
@@ -88,7 +92,23 @@ impl Outbound {
             .await
             .map_err(|_| Error::HttpResponseTimeout)?
             .map_err(client_error)?;
-        Ok(response.map(|body| body.map_err(Error::from).boxed_unsync()))
+        let declared = response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.max_body) {
+            return Err(Error::HttpResponseBodySize(declared));
+        }
+        let max = self.max_body;
+        Ok(response.map(|body| {
+            http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX))
+                .map_err(move |e| match e.downcast::<hyper::Error>() {
+                    Ok(hyper) => Error::from(*hyper),
+                    Err(_) => Error::HttpResponseBodySize(Some(max)),
+                })
+                .boxed_unsync()
+        }))
     }
 }
 

@@ -247,7 +247,7 @@ impl Tenant {
             pre,
             bindings,
             outbound: (!config.outbound.is_empty())
-                .then(|| Outbound::new(config.outbound.clone(), config.limits.timeout)),
+                .then(|| Outbound::new(config.outbound.clone(), &config.limits)),
         };
         instances.trial_instantiate().map_err(|e| {
             located(LoadError::Instantiate {
