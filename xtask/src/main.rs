@@ -5,7 +5,7 @@
 //! - `cargo xtask demo`: builds everything (release) and serves `config/demo.toml`
 //! - `cargo xtask test`: builds the examples, installs the S3 test server (`s3s-fs`), then
 //!   runs the whole test suite
-//! - `cargo xtask bench [--only hello,stores,cold,density,noisy] [--duration S]`: builds everything
+//! - `cargo xtask bench [--only hello,stores,router,cold,density,noisy] [--duration S]`: builds everything
 //!   in release mode and runs the load harness against the peers (docs/benchmarks.md)
 
 use std::path::{Path, PathBuf};

@@ -92,7 +92,7 @@ fn main() -> anyhow::Result<()> {
                     Duration::from_secs(iter.next().context("--duration needs seconds")?.parse()?)
             }
             other => bail!(
-                "unknown argument {other}; use --only hello,stores,cold,density,noisy and --duration SECONDS"
+                "unknown argument {other}; use --only hello,stores,router,cold,density,noisy and --duration SECONDS"
             ),
         }
     }
@@ -111,6 +111,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wants("stores") {
         harness.stores()?;
+    }
+    if wants("router") {
+        harness.router()?;
     }
     if wants("cold") {
         harness.cold_start()?;
@@ -469,6 +472,30 @@ impl Harness {
         Ok(())
     }
 
+    /// router: `examples/router` proxying to a local origin (the native hyper server, on
+    /// the same core), beside that origin served directly.
+    fn router(&mut self) -> anyhow::Result<()> {
+        println!("router: examples/router in front of a local origin, beside the origin alone");
+        let (origin, _) = self.start_native()?;
+        let origin_url = format!("http://{}", origin.addr);
+        let router = self.wasm("router").display().to_string();
+        let tenants = format!(
+            "[[tenant]]\nname = \"router\"\ncomponent = {router:?}\nroutes = [\"/\"]\n\
+             outbound = [{origin_url:?}]\nvars = {{ ROUTES = \"/={origin_url}\" }}\n"
+        );
+        let (config, addr) =
+            self.outpost_config("router", &self.work.join("router/data"), &tenants)?;
+        {
+            let (outpost, _) =
+                self.start_outpost("outpost (router)", &config, addr, "localhost")?;
+            let measured = self.measure(&outpost, "localhost", "/")?;
+            self.record_load("router", "outpost router → origin", &outpost, measured);
+        }
+        let measured = self.measure(&origin, "localhost", "/")?;
+        self.record_load("router", "origin directly", &origin, measured);
+        Ok(())
+    }
+
     /// cold start: process start to first 200, with warm caches, median of several runs.
     fn cold_start(&mut self) -> anyhow::Result<()> {
         println!("cold start: process start to first 200, median of {START_RUNS}");
@@ -728,6 +755,29 @@ impl Harness {
                     md,
                     "| {server} | {request} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {of_hello} | {versus} | {:.0} |",
                     load.rps, load.p50_ms, load.p99_ms, load.p999_ms, load.errors, row.rss_mib
+                );
+            }
+            md.push('\n');
+        }
+        if rows("router").next().is_some() {
+            let _ = writeln!(
+                md,
+                "### router: `examples/router` proxying `GET /` to a local origin (native hyper, same core), {CONNECTIONS} connections, {} s\n\n\
+                 | server | req/s | p50 ms | p99 ms | p99.9 ms | errors | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|",
+                self.duration.as_secs()
+            );
+            for row in rows("router") {
+                let load = row.load.as_ref().expect("router rows carry load");
+                let _ = writeln!(
+                    md,
+                    "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.0} |",
+                    row.server,
+                    load.rps,
+                    load.p50_ms,
+                    load.p99_ms,
+                    load.p999_ms,
+                    load.errors,
+                    row.rss_mib
                 );
             }
             md.push('\n');
