@@ -58,6 +58,8 @@ fn valid_config_resolves_paths_and_applies_defaults() {
             concurrency: 2,
             body: 1024,
             sql_size: DEFAULT_SQL_SIZE_BYTES,
+            subrequests: crate::DEFAULT_SUBREQUESTS,
+            subrequest_body: crate::DEFAULT_BODY_BYTES,
         }
     );
     assert!(blog.reuse);

@@ -590,7 +590,7 @@ mod tests {
                 &mut budget,
             )
         });
-        let error = outcome.err().expect("an endless query must be stopped");
+        let error = outcome.expect_err("an endless query must be stopped");
         assert!(error.contains("deadline"), "{error}");
     }
 
@@ -600,7 +600,7 @@ mod tests {
         let db = SqlDatabases::new(dir.path().to_path_buf()).database("t", "DB", 64 * 1024);
         exec(&db, "CREATE TABLE t (x)").expect("create");
         let outcome = exec(&db, "INSERT INTO t SELECT zeroblob(200000)");
-        let error = outcome.err().expect("a row beyond the cap must fail");
+        let error = outcome.expect_err("a row beyond the cap must fail");
         assert!(error.contains("sql_size"), "{error}");
     }
 
