@@ -3,103 +3,13 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::Method;
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use support::{Node, tenant};
-
-/// What an origin received.
-#[derive(Debug, Clone)]
-struct Seen {
-    /// When it arrived, by the origin's clock.
-    at: std::time::Instant,
-    method: String,
-    path_and_query: String,
-    headers: http::HeaderMap,
-    body: Bytes,
-}
-
-/// A real HTTP origin on an ephemeral port that records every request and answers
-/// `201 <name> saw <method> <path>` with an `x-origin` header.
-struct Origin {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Origin {
-    async fn start(name: &'static str) -> Origin {
-        Origin::start_with(name, Duration::ZERO, &[]).await
-    }
-
-    /// An origin that waits `delay` before answering, and answers 500 on `failing` paths.
-    async fn start_with(
-        name: &'static str,
-        delay: Duration,
-        failing: &'static [&'static str],
-    ) -> Origin {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let record = seen.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let record = record.clone();
-                tokio::spawn(async move {
-                    let service =
-                        service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                            let record = record.clone();
-                            async move {
-                                let at = std::time::Instant::now();
-                                let (parts, body) = request.into_parts();
-                                let body = body.collect().await?.to_bytes();
-                                let path = parts
-                                    .uri
-                                    .path_and_query()
-                                    .map(|p| p.as_str().to_string())
-                                    .unwrap_or_default();
-                                let answer = format!("{name} saw {} {path}", parts.method);
-                                let failed = failing.contains(&parts.uri.path());
-                                record.lock().expect("lock").push(Seen {
-                                    at,
-                                    method: parts.method.to_string(),
-                                    path_and_query: path,
-                                    headers: parts.headers,
-                                    body,
-                                });
-                                tokio::time::sleep(delay).await;
-                                Ok::<_, hyper::Error>(
-                                    http::Response::builder()
-                                        .status(if failed { 500 } else { 201 })
-                                        .header("x-origin", name)
-                                        .body(Full::new(Bytes::from(answer)))
-                                        .expect("response"),
-                                )
-                            }
-                        });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Origin { addr, seen }
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().expect("lock").clone()
-    }
-}
+use support::origin::{Behaviour, Origin};
+use support::tls::TestCa;
+use support::{Node, tenant, write_config};
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -220,6 +130,43 @@ async fn assert_refused(node: &Node, origin: &Origin, expected: &str) {
 }
 
 #[tokio::test]
+async fn a_tls_origin_is_reached_when_the_node_trusts_its_ca_and_refused_when_not() {
+    let ca = TestCa::new();
+    let origin = Origin::start_with(
+        "secure",
+        Behaviour {
+            tls: Some(ca.issue(&["127.0.0.1"]).server_config()),
+            ..Behaviour::default()
+        },
+    )
+    .await;
+    let config = router(&format!("/api={}", origin.url()), &[origin.url()]);
+
+    // A private CA is trusted the way rustls-native-certs documents: SSL_CERT_FILE.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("write CA");
+    let (config_file, addr) = write_config(dir.path(), &config);
+    let ca_file = ca_file.display().to_string();
+    let node = Node::start_with_env(dir, &config_file, addr, &[("SSL_CERT_FILE", &ca_file)]).await;
+    let reply = node.get("shop.test", "/api/x?y=1").await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.body, "secure saw GET /api/x?y=1");
+    drop(node);
+
+    let seen_before = origin.seen().len();
+    let untrusting = Node::start(&config).await;
+    let reply = untrusting.get("shop.test", "/api/x").await;
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert!(reply.body.contains("TlsCertificateError"), "{}", reply.body);
+    assert_eq!(
+        origin.seen().len(),
+        seen_before,
+        "no request over an untrusted connection"
+    );
+}
+
+#[tokio::test]
 async fn an_unlisted_origin_is_refused() {
     let listed = Origin::start("listed").await;
     let unlisted = Origin::start("unlisted").await;
@@ -250,7 +197,15 @@ async fn a_listed_name_that_resolves_to_a_private_address_is_refused() {
 #[tokio::test]
 async fn fragments_are_fetched_concurrently_cached_and_fall_back() {
     const DELAY: Duration = Duration::from_millis(400);
-    let origin = Origin::start_with("cms", DELAY, &["/broken"]).await;
+    let origin = Origin::start_with(
+        "cms",
+        Behaviour {
+            delay: DELAY,
+            failing: &["/broken"],
+            ..Behaviour::default()
+        },
+    )
+    .await;
     let url = format!("http://{}", origin.addr);
     let fragments = ["a,60", "b,60", "c,60", "d,1", "broken,60"]
         .iter()

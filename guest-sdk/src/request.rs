@@ -67,6 +67,13 @@ impl Request {
         self
     }
 
+    /// Removes a header (every value of it), for example `authorization` before
+    /// forwarding a request whose token the edge has already checked.
+    pub fn without_header(mut self, name: &str) -> Request {
+        self.inner.headers_mut().remove(name);
+        self
+    }
+
     /// Replaces the body (bytes, text, or a stream: see [`Body`]).
     pub fn with_body(mut self, body: impl Into<Body>) -> Request {
         *self.inner.body_mut() = body.into();

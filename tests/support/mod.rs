@@ -2,6 +2,9 @@
 
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod origin;
+pub mod tls;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

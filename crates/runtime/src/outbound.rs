@@ -127,12 +127,37 @@ fn client_error(error: hyper_util::client::legacy::Error) -> Error {
         if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
             return Error::InternalError(Some(hyper.to_string()));
         }
+        if let Some(tls) = tls_error(cause) {
+            tracing::warn!(error = %tls, "TLS handshake with an origin failed");
+            return match tls {
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+                    Error::TlsCertificateError
+                }
+                rustls::Error::AlertReceived(alert) => Error::TlsAlertReceived {
+                    alert_id: Some(u8::from(*alert)),
+                    alert_message: Some(format!("{alert:?}")),
+                },
+                _ => Error::TlsProtocolError,
+            };
+        }
         source = cause.source();
     }
     if error.is_connect() {
         return Error::ConnectionRefused;
     }
     Error::InternalError(Some(error.to_string()))
+}
+
+/// The rustls error in `error`, looking through io::Errors, whose source() skips the
+/// error they wrap (hyper-rustls wraps tokio-rustls's io::Error in another one).
+fn tls_error<'e>(mut error: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
+    loop {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        let inner = error.downcast_ref::<std::io::Error>()?.get_ref()?;
+        error = inner;
+    }
 }
 
 /// Why the connector would not connect.
