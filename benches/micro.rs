@@ -28,6 +28,7 @@ fn runtime(data_dir: &Path) -> Arc<Runtime> {
         id: "bench".into(),
         data_dir: data_dir.to_path_buf(),
         max_instances: 100,
+        watch: false,
     })
     .expect("engine")
 }
@@ -37,6 +38,7 @@ fn tenant_config(name: &str, component: PathBuf) -> TenantConfig {
         stores: Default::default(),
         outbound: Vec::new(),
         secrets: Default::default(),
+        tls: None,
         name: name.into(),
         component_at: Location {
             file: "bench.toml".into(),

@@ -10,7 +10,10 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use outpost_config::{Config, ConfigError};
 use outpost_runtime::{CacheOutcome, Runtime, Tenant, load_tenants};
-use outpost_server::Node;
+use outpost_server::Front;
+use outpost_server::admin::Admin;
+use outpost_server::control::Control;
+use outpost_server::metrics::Metrics;
 
 /// A self-hostable edge runtime: serves many tenants' WebAssembly components from one
 /// process, each request in a fresh, limited instance.
@@ -94,50 +97,133 @@ fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    let runtime_threads = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime_threads.block_on(serve_config(config))
+}
+
+async fn serve_config(config: Config) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let metrics = Metrics::new();
+
+    // The admin API answers /healthz (and /readyz: not yet) while tenants compile.
+    let admin = match &config.server.admin {
+        Some(admin_config) => {
+            let listener = tokio::net::TcpListener::bind(admin_config.listen)
+                .await
+                .with_context(|| {
+                    format!("cannot listen on {} (server.admin)", admin_config.listen)
+                })?;
+            let admin = Admin::new(admin_config.token.clone());
+            tracing::info!(addr = %listener.local_addr()?, "admin API on http://{}/", listener.local_addr()?);
+            tokio::spawn(admin.clone().serve(listener, stopping.clone()));
+            Some(admin)
+        }
+        None => None,
+    };
+
     let runtime = Runtime::new(&config.node)?;
-    let (tenants, errors) = load_all(&runtime, &config);
-    if !errors.is_empty() {
-        report(&errors);
-        return Ok(ExitCode::from(2));
-    }
+    let loading = {
+        let (runtime, metrics, config) = (runtime.clone(), metrics.clone(), config.clone());
+        tokio::task::spawn_blocking(move || Control::start(runtime, metrics, config))
+    };
+    let control = match loading.await? {
+        Ok(control) => Arc::new(control),
+        Err(errors) => {
+            report(&errors);
+            return Ok(ExitCode::from(2));
+        }
+    };
     if config.tenants.iter().any(|t| !t.stores.kv.is_empty()) {
         // Open (and lock) the KV database now: a second node on the same data_dir is a
         // start-up error, not a failing request.
         runtime.stores().kv()?;
     }
-    log_startup(&tenants, started);
+    log_startup(&control.tenants(), started);
 
-    let node = Arc::new(
-        Node::new(
-            config.node.id.clone(),
-            tenants
-                .into_iter()
-                .zip(&config.tenants)
-                .map(|(tenant, tenant_config)| (Arc::new(tenant), tenant_config.routes.clone()))
-                .collect(),
-        )
-        .with_network(
-            config.server.trusted_proxies.clone(),
-            config.server.geo.clone(),
-        ),
+    let front = Front::new(
+        control.live(),
+        config.server.connections.clone(),
+        stopping.clone(),
     );
-    let runtime_threads = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime_threads.block_on(async {
-        let listener = outpost_server::bind(config.server.listen)
+    metrics.watch_front(front.clone());
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(node = %config.node.id, %addr, "serving on http://{addr}/");
+    let mut listeners = vec![tokio::spawn(front.clone().serve(listener, None))];
+    if let (Some(tls), Some(certificates)) = (&config.server.tls, control.certificates()) {
+        let acceptor = outpost_server::tls::acceptor(certificates);
+        let listener = tokio::net::TcpListener::bind(tls.listen)
             .await
-            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+            .with_context(|| format!("cannot listen on {} (server.tls)", tls.listen))?;
         let addr = listener.local_addr()?;
-        tracing::info!(node = %node.id, %addr, "serving on http://{addr}/");
-        outpost_server::serve(listener, node, shutdown_signal()).await?;
-        tracing::info!("shutting down");
-        anyhow::Ok(())
-    })?;
+        tracing::info!(%addr, "serving on https://{addr}/ (HTTP/2 and HTTP/1.1)");
+        listeners.push(tokio::spawn(front.clone().serve(listener, Some(acceptor))));
+    }
+    if let Some(admin) = &admin {
+        admin.ready(control.clone(), metrics.clone());
+    }
+
+    wait_for_stop(&control, config.node.watch.then_some(config.path.as_path())).await;
+    tracing::info!(
+        grace_s = config.server.connections.shutdown_grace.as_secs_f64(),
+        "shutting down: no new connections; letting requests in flight finish"
+    );
+    let _ = stop.send(true);
+    for listener in listeners {
+        let _ = listener.await;
+    }
+    let tenants = control.tenants();
+    let finished = front
+        .drain(|| tenants.iter().map(|t| t.in_flight()).sum())
+        .await;
+    if finished {
+        tracing::info!("every request finished; exiting");
+    } else {
+        tracing::warn!("the shutdown grace period ended with requests still running; exiting");
+    }
+    drop(control);
     drop(runtime);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves until SIGINT or SIGTERM; SIGHUP (and, with `watch`, a change to the config
+/// file) reloads the config.
+async fn wait_for_stop(control: &Arc<Control>, watch: Option<&Path>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hangup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let mut seen = watch.and_then(modified);
+    let mut poll = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading the config");
+                let _ = control.reload().await;
+            }
+            _ = poll.tick(), if watch.is_some() => {
+                let now = watch.and_then(modified);
+                if now != seen {
+                    seen = now;
+                    tracing::info!("the config file changed: reloading");
+                    let _ = control.reload().await;
+                }
+            }
+        }
+    }
 }
 
 fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
@@ -182,7 +268,7 @@ fn report(problems: &[String]) {
     }
 }
 
-fn log_startup(tenants: &[Tenant], started: Instant) {
+fn log_startup(tenants: &[Arc<Tenant>], started: Instant) {
     for tenant in tenants {
         let info = tenant.info();
         tracing::info!(
@@ -203,22 +289,4 @@ fn log_startup(tenants: &[Tenant], started: Instant) {
         ms = started.elapsed().as_secs_f64() * 1e3,
         "all tenants loaded"
     );
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return ctrl_c.await.unwrap_or(()),
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -22,6 +22,7 @@
 //! ```
 
 mod error;
+mod operations;
 mod outbound;
 mod raw;
 mod route;
@@ -35,6 +36,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors, Location};
+pub use operations::{
+    AdminConfig, CertificateFiles, ConnectionLimits, DEFAULT_ADMIN_LISTEN, DEFAULT_ADMIN_TOKEN_ENV,
+    DEFAULT_TLS_LISTEN, TlsListener,
+};
 pub use outbound::Origin;
 pub use route::{HostPattern, Route};
 pub use secrets::Secret;
@@ -102,6 +107,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Total live instances the pooling allocator reserves room for.
     pub max_instances: u32,
+    /// Reload when the config file changes (as on SIGHUP).
+    pub watch: bool,
 }
 
 /// `[server]`: the public listener.
@@ -113,10 +120,16 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Client networks and their ISO country codes (`geo`), for `x-outpost-country`.
     pub geo: Vec<(ipnet::IpNet, String)>,
+    /// The HTTPS listener, if any.
+    pub tls: Option<TlsListener>,
+    /// The admin API, if any.
+    pub admin: Option<AdminConfig>,
+    /// Limits on client connections, on both listeners.
+    pub connections: ConnectionLimits,
 }
 
 /// One tenant: a component, the routes it answers, and its limits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantConfig {
     /// Unique on the node; lowercase letters, digits, `-` and `_`.
     pub name: String,
@@ -138,6 +151,8 @@ pub struct TenantConfig {
     pub outbound: Vec<Origin>,
     /// Values the guest reads like vars, from the node's environment or files.
     pub secrets: BTreeMap<String, Secret>,
+    /// Its own certificate for its host routes on the TLS listener (`tls`), chosen by SNI.
+    pub tls: Option<CertificateFiles>,
 }
 
 /// Per-request limits of a tenant.
@@ -370,10 +385,12 @@ impl Validator<'_> {
             id: DEFAULT_NODE_ID.to_string(),
             data_dir: self.resolve(DEFAULT_DATA_DIR),
             max_instances: DEFAULT_MAX_INSTANCES,
+            watch: false,
         };
         let Some(raw) = raw.map(Spanned::into_inner) else {
             return node;
         };
+        node.watch = raw.watch.is_some_and(Spanned::into_inner);
         if let Some(id) = raw.id {
             if is_name(id.get_ref()) {
                 node.id = id.into_inner();
@@ -413,10 +430,16 @@ impl Validator<'_> {
             listen: default,
             trusted_proxies: Vec::new(),
             geo: Vec::new(),
+            tls: None,
+            admin: None,
+            connections: ConnectionLimits::default(),
         };
-        let Some(raw) = raw.map(Spanned::into_inner) else {
+        let Some(mut raw) = raw.map(Spanned::into_inner) else {
             return server;
         };
+        server.connections = self.connection_limits(&mut raw);
+        server.tls = raw.tls.take().and_then(|tls| self.tls_listener(tls));
+        server.admin = raw.admin.take().and_then(|admin| self.admin(admin));
         for proxy in raw.trusted_proxies.unwrap_or_default() {
             let text = proxy.get_ref();
             let parsed = text
@@ -567,6 +590,7 @@ impl Validator<'_> {
             blob: self.blob_stores(&name, raw.blob, &mut errors),
         };
         let secrets = self.secrets(raw.secrets, &vars, &mut errors);
+        let tls = raw.tls.map(|tls| self.certificate(tls));
         let mut outbound: Vec<Origin> = Vec::new();
         for origin in raw.outbound.map(Spanned::into_inner).unwrap_or_default() {
             match Origin::parse(origin.get_ref()) {
@@ -594,6 +618,7 @@ impl Validator<'_> {
             stores,
             outbound,
             secrets,
+            tls,
         })
     }
 

@@ -23,6 +23,7 @@ pub(crate) struct RawNode {
     pub id: Option<Spanned<String>>,
     pub data_dir: Option<Spanned<String>>,
     pub max_instances: Option<Spanned<u32>>,
+    pub watch: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -31,6 +32,35 @@ pub(crate) struct RawServer {
     pub listen: Option<Spanned<String>>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
     pub geo: Option<BTreeMap<String, Spanned<String>>>,
+    pub tls: Option<Spanned<RawTlsListener>>,
+    pub admin: Option<Spanned<RawAdmin>>,
+    pub max_connections: Option<Spanned<u32>>,
+    pub header_timeout: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub max_header_size: Option<Spanned<SizeValue>>,
+    pub shutdown_grace: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTlsListener {
+    pub listen: Option<Spanned<String>>,
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCertificate {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub listen: Option<Spanned<String>>,
+    pub token_env: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +81,7 @@ pub(crate) struct RawTenant {
     pub outbound: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub secrets: BTreeMap<String, Spanned<toml::Value>>,
+    pub tls: Option<Spanned<RawCertificate>>,
 }
 
 #[derive(Debug, Deserialize)]

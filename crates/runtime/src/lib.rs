@@ -16,12 +16,12 @@ mod outbound;
 mod scope;
 mod tenant;
 
-pub use compile_cache::CacheOutcome;
+pub use compile_cache::{CacheOutcome, hex, wasm_hash};
 pub use engine::{EPOCH_TICK, Runtime, RuntimeError};
 pub use guest_log::LOG_ALLOWANCE_BYTES;
 pub use scope::{LimitExceeded, LimitHit};
 pub use tenant::{
     Admission, Failure, GuestRequest, GuestResponse, HttpWorld, LoadError, REUSE_IDLE_TIMEOUT,
-    REUSE_MAX_REQUESTS, Tenant, TenantInfo, TenantLoadError, load_tenants,
+    REUSE_MAX_REQUESTS, Tenant, TenantInfo, TenantLoadError, in_parallel, load_tenants,
 };
 pub use wasmtime_wasi_http::{Error as BodyError, WasiBody};

@@ -163,6 +163,29 @@ impl Tenant {
         runtime: &Arc<Runtime>,
         config: &TenantConfig,
     ) -> Result<Tenant, Box<TenantLoadError>> {
+        let path = &config.component;
+        let wasm = std::fs::read(path).map_err(|source| {
+            Box::new(TenantLoadError {
+                tenant: config.name.clone(),
+                key: "component".into(),
+                at: config.component_at.clone(),
+                error: LoadError::Unreadable {
+                    path: path.clone(),
+                    source,
+                },
+            })
+        })?;
+        Tenant::load_wasm(runtime, config, &wasm, path)
+    }
+
+    /// Like [`Tenant::load`], with the component's bytes already read (a deploy through
+    /// the admin API); `origin` names where they came from in errors.
+    pub fn load_wasm(
+        runtime: &Arc<Runtime>,
+        config: &TenantConfig,
+        wasm: &[u8],
+        origin: &std::path::Path,
+    ) -> Result<Tenant, Box<TenantLoadError>> {
         let started = Instant::now();
         let located = |error| {
             Box::new(TenantLoadError {
@@ -196,16 +219,9 @@ impl Tenant {
                     reason: other.to_string(),
                 }),
             })?;
-        let path = &config.component;
-        let wasm = std::fs::read(path).map_err(|source| {
-            located(LoadError::Unreadable {
-                path: path.clone(),
-                source,
-            })
-        })?;
-        let (component, cache, hash) = runtime.component(&wasm).map_err(|reason| {
+        let (component, cache, hash) = runtime.component(wasm).map_err(|reason| {
             located(LoadError::NotAComponent {
-                path: path.clone(),
+                path: origin.to_path_buf(),
                 reason,
             })
         })?;
@@ -277,6 +293,11 @@ impl Tenant {
     /// The tenant's limits.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Requests admitted and not yet finished.
+    pub fn in_flight(&self) -> usize {
+        (self.limits.concurrency as usize).saturating_sub(self.concurrency.available_permits())
     }
 
     /// Takes a concurrency slot, or `None` if the tenant is at its limit (never queues).
@@ -638,32 +659,33 @@ impl WorkerExpiration for InstanceExpiration {
     }
 }
 
-/// A tenant, or why it did not load.
-type Loaded = Result<Tenant, Box<TenantLoadError>>;
-
 /// Loads every tenant, compiling on all cores at once; results are in `configs` order.
 pub fn load_tenants(
     runtime: &Arc<Runtime>,
     configs: &[TenantConfig],
 ) -> Vec<Result<Tenant, Box<TenantLoadError>>> {
+    in_parallel(configs, |config| Tenant::load(runtime, config))
+}
+
+/// `work` on every item, on all cores at once (compiling is CPU-bound); results are in
+/// `items` order.
+pub fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(configs.len().max(1));
+        .min(items.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<Loaded>>> = configs
-        .iter()
-        .map(|_| std::sync::Mutex::new(None))
-        .collect();
+    let slots: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
                 loop {
                     let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(config) = configs.get(index) else {
+                    let Some(item) = items.get(index) else {
                         break;
                     };
-                    let loaded = Tenant::load(runtime, config);
-                    *slots[index].lock().unwrap_or_else(|e| e.into_inner()) = Some(loaded);
+                    let done = work(item);
+                    *slots[index].lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
                 }
             });
         }
@@ -673,7 +695,7 @@ pub fn load_tenants(
         .map(|slot| {
             slot.into_inner()
                 .unwrap_or_else(|e| e.into_inner())
-                .expect("every tenant index is claimed by exactly one loader thread")
+                .expect("every index is claimed by exactly one worker thread")
         })
         .collect()
 }

@@ -3,28 +3,28 @@
 //! the outcome into a response. Every log line of a request carries its tenant and
 //! request id.
 
+pub mod admin;
 mod context;
+pub mod control;
+mod listener;
+pub mod metrics;
 mod request_id;
 mod responses;
 mod router;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::{HeaderValue, Request};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use outpost_runtime::{BodyError, Tenant, WasiBody};
-use tokio::net::TcpListener;
 
+pub use listener::Front;
 pub use request_id::{REQUEST_ID_HEADER, request_id};
 pub use router::Router;
-
-/// How long a client may take to send a request's headers before the connection is
-/// closed (slowloris protection).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The tenants a node serves and the router that picks among them.
 pub struct Node {
@@ -33,6 +33,8 @@ pub struct Node {
     tenants: Vec<Arc<Tenant>>,
     router: Router,
     network: context::Network,
+    /// Per tenant, in `tenants` order, when metrics are kept.
+    meters: Vec<Option<metrics::TenantMeters>>,
 }
 
 impl Node {
@@ -46,10 +48,21 @@ impl Node {
         );
         Node {
             id,
+            meters: tenants.iter().map(|_| None).collect(),
             tenants: tenants.into_iter().map(|(tenant, _)| tenant).collect(),
             router,
             network: context::Network::default(),
         }
+    }
+
+    /// Counts requests, latency and limit hits per tenant in `metrics`.
+    pub fn with_metrics(mut self, metrics: &metrics::Metrics) -> Node {
+        self.meters = self
+            .tenants
+            .iter()
+            .map(|tenant| Some(metrics.tenant(&tenant.info().name)))
+            .collect();
+        self
     }
 
     /// Believes `x-forwarded-for` from `trusted_proxies` (the load balancers in front)
@@ -91,7 +104,12 @@ impl Node {
             Some(index) => {
                 let tenant = &self.tenants[index];
                 let name = tenant.info().name.clone();
-                (Some(name), self.run(tenant, &id, request, peer).await)
+                let meters = self.meters[index].as_ref();
+                let response = self.run(tenant, meters, &id, request, peer).await;
+                if let Some(meters) = meters {
+                    meters.observe(response.status().as_u16(), started.elapsed().as_secs_f64());
+                }
+                (Some(name), response)
             }
         };
         if let Ok(value) = HeaderValue::from_str(&id) {
@@ -113,6 +131,7 @@ impl Node {
     async fn run(
         &self,
         tenant: &Tenant,
+        meters: Option<&metrics::TenantMeters>,
         id: &str,
         request: Request<Incoming>,
         peer: SocketAddr,
@@ -122,11 +141,18 @@ impl Node {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
+        let limit_hit = |kind| {
+            if let Some(meters) = meters {
+                meters.limit_hit(kind);
+            }
+        };
         if declared_length.is_some_and(|len| len > tenant.limits().body) {
+            limit_hit("body");
             return responses::body_too_large();
         }
         let Some(admission) = tenant.try_admit() else {
             tracing::warn!(tenant = %tenant.info().name, request_id = id, "tenant at its concurrency limit");
+            limit_hit("concurrency");
             return responses::tenant_busy();
         };
         let (mut parts, body) = request.into_parts();
@@ -145,57 +171,17 @@ impl Node {
             .await
         {
             Ok(response) => response,
-            Err(failure) => responses::failure(failure, id),
+            Err(failure) => {
+                if let outpost_runtime::Failure::Limit(hit) = failure {
+                    limit_hit(hit.as_str());
+                }
+                responses::failure(failure, id)
+            }
         }
     }
 }
 
-/// Serves `node` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    node: Arc<Node>,
-    shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!("accept failed: {error}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        // Guests may stream small chunks (server-sent events); Nagle would hold them back.
-        let _ = stream.set_nodelay(true);
-        let node = node.clone();
-        tokio::spawn(async move { serve_connection(stream, peer, node).await });
-    }
-}
-
-async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, node: Arc<Node>) {
-    let service = hyper::service::service_fn(move |request| {
-        let node = node.clone();
-        async move { Ok::<_, std::convert::Infallible>(node.handle(request, peer).await) }
-    });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    if let Err(error) = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
-        tracing::debug!(%peer, "connection ended: {error}");
-    }
-}
-
-/// Binds the public listener.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+/// Resolves once `shutdown` turns true (or its sender is gone).
+pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }

@@ -1,0 +1,670 @@
+//! The control plane: which version of each tenant serves, and how that changes —
+//! reloads of the config file (SIGHUP, or `watch = true`), and deploys and rollbacks
+//! through the admin API.
+//!
+//! Every change builds the new tenants first and then swaps the whole [`Node`] at once;
+//! requests already running keep the `Node` (and so the tenant versions) they started on.
+//! A tenant whose new version fails to load keeps serving the old one, with the error
+//! kept for the admin API.
+//!
+//! Versions: a tenant serves the newest of its config's component and the components
+//! deployed through the API. API deploys are kept under `data_dir/deploys/<tenant>/`
+//! (the wasm by hash, and `versions.json`), so a restart serves what was deployed, and a
+//! rollback can go back to any of the last [`KEPT_VERSIONS`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use outpost_config::{Config, TenantConfig};
+use outpost_runtime::{Runtime, Tenant, in_parallel, wasm_hash};
+use serde::{Deserialize, Serialize};
+
+use crate::Node;
+use crate::metrics::Metrics;
+use crate::tls::SniResolver;
+
+/// Versions kept per tenant for rollback.
+pub const KEPT_VERSIONS: usize = 10;
+
+/// Why a deploy or rollback was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("no tenant `{0}` in the config; a deploy replaces a configured tenant's component")]
+    NoSuchTenant(String),
+    #[error("tenant `{tenant}`: the new component was not deployed: {reason}")]
+    Invalid { tenant: String, reason: String },
+    #[error("tenant `{0}` has no earlier version to roll back to")]
+    NothingToRollBack(String),
+    #[error("tenant `{tenant}`: cannot keep the deployed version: {source}")]
+    Storage {
+        tenant: String,
+        source: std::io::Error,
+    },
+}
+
+/// Where a version came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The `component` file named in the config.
+    Config,
+    /// Uploaded through the admin API.
+    Api,
+}
+
+/// One version of a tenant's component.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Version {
+    /// SHA-256 of the wasm, hex.
+    pub hash: String,
+    pub source: Source,
+    /// Seconds since the Unix epoch.
+    pub deployed_at: u64,
+}
+
+/// A tenant's versions, oldest first; the last one serves.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct History {
+    /// The config component's hash when last seen: a different one is a new version.
+    config_hash: String,
+    versions: Vec<Version>,
+}
+
+impl History {
+    /// Adds the newest version, forgetting the oldest past [`KEPT_VERSIONS`].
+    fn push(&mut self, version: Version) {
+        self.versions.push(version);
+        let excess = self.versions.len().saturating_sub(KEPT_VERSIONS);
+        self.versions.drain(..excess);
+    }
+}
+
+/// What the admin API shows about a tenant.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantStatus {
+    pub name: String,
+    pub routes: Vec<String>,
+    pub limits: serde_json::Value,
+    /// The serving version.
+    pub version: Option<Version>,
+    /// Earlier versions, newest first (rollback targets).
+    pub previous: Vec<Version>,
+    /// Why the last change to this tenant did not take, if it did not.
+    pub last_error: Option<String>,
+    pub requests_in_flight: usize,
+}
+
+/// The serving state of one tenant.
+struct Slot {
+    /// The config the serving tenant was built from.
+    config: TenantConfig,
+    tenant: Arc<Tenant>,
+    history: History,
+    last_error: Option<String>,
+}
+
+struct State {
+    config: Config,
+    slots: BTreeMap<String, Slot>,
+    /// Tenants in the config that have never loaded, and why.
+    failed: BTreeMap<String, String>,
+    /// Why the last reload of the config file was refused, if it was.
+    reload_error: Option<String>,
+}
+
+/// The node's control plane; cheap to share.
+pub struct Control {
+    runtime: Arc<Runtime>,
+    metrics: Arc<Metrics>,
+    live: Arc<ArcSwap<Node>>,
+    /// The HTTPS listener's certificates, reloaded with the config.
+    tls: Option<Arc<SniResolver>>,
+    state: Mutex<State>,
+    /// One change at a time (loads run outside `state`'s lock).
+    changing: tokio::sync::Mutex<()>,
+}
+
+impl Control {
+    /// Loads every tenant of `config`; any failure refuses the start (the errors, each
+    /// naming the tenant, are returned).
+    pub fn start(
+        runtime: Arc<Runtime>,
+        metrics: Arc<Metrics>,
+        config: Config,
+    ) -> Result<Control, Vec<String>> {
+        let loaded = in_parallel(&config.tenants, |tenant| {
+            load_current(&runtime, &config, tenant, None)
+        });
+        let mut slots = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (tenant_config, result) in config.tenants.iter().zip(loaded) {
+            match result {
+                Ok((tenant, history)) => {
+                    metrics.tenant_loaded(tenant.info().cache.as_str());
+                    slots.insert(
+                        tenant_config.name.clone(),
+                        Slot {
+                            config: tenant_config.clone(),
+                            tenant: Arc::new(tenant),
+                            history,
+                            last_error: None,
+                        },
+                    );
+                }
+                Err(error) => errors.push(error),
+            }
+        }
+        let tls = match SniResolver::load(&config) {
+            Ok(tls) => tls,
+            Err(problems) => {
+                errors.extend(problems.iter().map(ToString::to_string));
+                None
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let state = State {
+            config,
+            slots,
+            failed: BTreeMap::new(),
+            reload_error: None,
+        };
+        let live = Arc::new(ArcSwap::from_pointee(build_node(&state, &metrics)));
+        Ok(Control {
+            runtime,
+            metrics,
+            live,
+            tls,
+            state: Mutex::new(state),
+            changing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The node requests are served by; swapped on every change.
+    pub fn live(&self) -> Arc<ArcSwap<Node>> {
+        self.live.clone()
+    }
+
+    /// The HTTPS listener's certificates, if `[server] tls` is set.
+    pub fn certificates(&self) -> Option<Arc<SniResolver>> {
+        self.tls.clone()
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Config {
+        self.lock().config.clone()
+    }
+
+    /// Every serving tenant, by name.
+    pub fn tenants(&self) -> Vec<Arc<Tenant>> {
+        self.lock()
+            .slots
+            .values()
+            .map(|slot| slot.tenant.clone())
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Re-reads the config file: added tenants start, removed ones stop, changed ones
+    /// switch. A config with errors changes nothing. Returns a one-line summary.
+    pub async fn reload(self: &Arc<Self>) -> Result<String, String> {
+        let _one_at_a_time = self.changing.lock().await;
+        let path = self.lock().config.path.clone();
+        let config = match Config::load(&path) {
+            Ok(config) => config,
+            Err(errors) => {
+                let message = format!("the config was not reloaded: {errors}");
+                tracing::error!("{message}");
+                self.lock().reload_error = Some(message.clone());
+                return Err(message);
+            }
+        };
+        let this = self.clone();
+        let summary = tokio::task::spawn_blocking(move || this.apply(config))
+            .await
+            .map_err(|e| format!("reload failed: {e}"))?;
+        tracing::info!("config reloaded: {summary}");
+        Ok(summary)
+    }
+
+    /// Builds what changed in `config` and swaps it in.
+    fn apply(&self, config: Config) -> String {
+        let (old_config, current): (Config, BTreeMap<String, (TenantConfig, History)>) = {
+            let state = self.lock();
+            (
+                state.config.clone(),
+                state
+                    .slots
+                    .iter()
+                    .map(|(name, slot)| (name.clone(), (slot.config.clone(), slot.history.clone())))
+                    .collect(),
+            )
+        };
+        warn_about_restart_only_changes(&old_config, &config);
+        let mut certificate_error = None;
+        if let Some(tls) = &self.tls
+            && let Err(problems) = tls.reload(&config)
+        {
+            let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            tracing::error!(
+                "the certificates were not reloaded; the old ones keep serving: {}",
+                problems.join("; ")
+            );
+            certificate_error = Some(format!(
+                "certificates not reloaded: {}",
+                problems.join("; ")
+            ));
+        }
+        // Which tenants need building: new ones, and ones whose config or component changed.
+        let work: Vec<&TenantConfig> = config
+            .tenants
+            .iter()
+            .filter(|tenant| match current.get(&tenant.name) {
+                None => true,
+                Some((old, history)) => {
+                    *old != **tenant || config_hash(tenant).is_none_or(|h| h != history.config_hash)
+                }
+            })
+            .collect();
+        let built = in_parallel(&work, |tenant| {
+            let history = current.get(&tenant.name).map(|(_, h)| h.clone());
+            load_current(&self.runtime, &config, tenant, history)
+        });
+
+        let mut state = self.lock();
+        let (mut added, mut changed, mut kept_old) = (0, 0, 0);
+        for (tenant_config, result) in work.iter().zip(built) {
+            let name = tenant_config.name.clone();
+            if let Ok((tenant, _)) = &result {
+                self.metrics.tenant_loaded(tenant.info().cache.as_str());
+            }
+            match (result, state.slots.get_mut(&name)) {
+                (Ok((tenant, history)), Some(slot)) => {
+                    slot.config = (*tenant_config).clone();
+                    slot.tenant = Arc::new(tenant);
+                    slot.history = history;
+                    slot.last_error = None;
+                    changed += 1;
+                }
+                (Ok((tenant, history)), None) => {
+                    state.failed.remove(&name);
+                    state.slots.insert(
+                        name,
+                        Slot {
+                            config: (*tenant_config).clone(),
+                            tenant: Arc::new(tenant),
+                            history,
+                            last_error: None,
+                        },
+                    );
+                    added += 1;
+                }
+                (Err(error), Some(slot)) => {
+                    tracing::error!(tenant = %name, "the tenant keeps its previous version: {error}");
+                    slot.last_error = Some(error);
+                    kept_old += 1;
+                }
+                (Err(error), None) => {
+                    tracing::error!(tenant = %name, "the new tenant does not start: {error}");
+                    state.failed.insert(name, error);
+                }
+            }
+        }
+        let wanted: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
+        let before = state.slots.len();
+        state
+            .slots
+            .retain(|name, _| wanted.contains(&name.as_str()));
+        state
+            .failed
+            .retain(|name, _| wanted.contains(&name.as_str()));
+        let removed = before - state.slots.len();
+        state.config = config;
+        state.reload_error = certificate_error;
+        self.live.store(Arc::new(build_node(&state, &self.metrics)));
+        format!(
+            "{added} added, {changed} changed, {removed} removed, {kept_old} kept their previous version after an error"
+        )
+    }
+
+    /// Validates, compiles and switches to `wasm` for `name`, keeping the previous version.
+    pub async fn deploy(
+        self: &Arc<Self>,
+        name: &str,
+        wasm: Vec<u8>,
+    ) -> Result<Version, ControlError> {
+        let _one_at_a_time = self.changing.lock().await;
+        let (config, tenant_config, mut history) = self.slot_parts(name)?;
+        let this = self.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            let hash = outpost_runtime::hex(&wasm_hash(&wasm));
+            let origin = PathBuf::from(format!("(upload {})", &hash[..16]));
+            let tenant =
+                Tenant::load_wasm(&this.runtime, &tenant_config, &wasm, &origin).map_err(|e| {
+                    ControlError::Invalid {
+                        tenant: name.clone(),
+                        reason: e.error.to_string(),
+                    }
+                })?;
+            let dir = deploys_dir(&config, &name);
+            let storage = |source| ControlError::Storage {
+                tenant: name.clone(),
+                source,
+            };
+            write_durably(&dir.join(format!("{hash}.wasm")), &wasm).map_err(storage)?;
+            let version = Version {
+                hash,
+                source: Source::Api,
+                deployed_at: now(),
+            };
+            history.push(version.clone());
+            save_history(&dir, &history).map_err(storage)?;
+            this.switch(&name, tenant, history);
+            tracing::info!(tenant = %name, hash = %version.hash, "deployed");
+            Ok(version)
+        })
+        .await
+        .map_err(|e| ControlError::Invalid {
+            tenant: "?".into(),
+            reason: e.to_string(),
+        })?
+    }
+
+    /// Switches `name` back to its previous version.
+    pub async fn rollback(self: &Arc<Self>, name: &str) -> Result<Version, ControlError> {
+        let _one_at_a_time = self.changing.lock().await;
+        let (config, tenant_config, mut history) = self.slot_parts(name)?;
+        if history.versions.len() < 2 {
+            return Err(ControlError::NothingToRollBack(name.to_string()));
+        }
+        let this = self.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            history.versions.pop();
+            let target = history
+                .versions
+                .last()
+                .cloned()
+                .expect("two versions were there");
+            let (tenant, _) = load_version(&this.runtime, &config, &tenant_config, &target)
+                .map_err(|reason| ControlError::Invalid {
+                    tenant: name.clone(),
+                    reason,
+                })?;
+            save_history(&deploys_dir(&config, &name), &history).map_err(|source| {
+                ControlError::Storage {
+                    tenant: name.clone(),
+                    source,
+                }
+            })?;
+            this.switch(&name, tenant, history);
+            tracing::info!(tenant = %name, hash = %target.hash, "rolled back");
+            Ok(target)
+        })
+        .await
+        .map_err(|e| ControlError::Invalid {
+            tenant: "?".into(),
+            reason: e.to_string(),
+        })?
+    }
+
+    fn slot_parts(&self, name: &str) -> Result<(Config, TenantConfig, History), ControlError> {
+        let state = self.lock();
+        let slot = state
+            .slots
+            .get(name)
+            .ok_or_else(|| ControlError::NoSuchTenant(name.to_string()))?;
+        Ok((
+            state.config.clone(),
+            slot.config.clone(),
+            slot.history.clone(),
+        ))
+    }
+
+    fn switch(&self, name: &str, tenant: Tenant, history: History) {
+        self.metrics.tenant_loaded(tenant.info().cache.as_str());
+        let mut state = self.lock();
+        if let Some(slot) = state.slots.get_mut(name) {
+            slot.tenant = Arc::new(tenant);
+            slot.history = history;
+            slot.last_error = None;
+        }
+        self.live.store(Arc::new(build_node(&state, &self.metrics)));
+    }
+
+    /// Every tenant's status, by name.
+    pub fn status(&self) -> Vec<TenantStatus> {
+        let state = self.lock();
+        let mut all: Vec<TenantStatus> = state
+            .slots
+            .iter()
+            .map(|(name, slot)| {
+                let mut versions = slot.history.versions.clone();
+                let version = versions.pop();
+                versions.reverse();
+                TenantStatus {
+                    name: name.clone(),
+                    routes: slot.config.routes.iter().map(|r| r.to_string()).collect(),
+                    limits: limits_json(&slot.config),
+                    version,
+                    previous: versions,
+                    last_error: slot.last_error.clone(),
+                    requests_in_flight: slot.tenant.in_flight(),
+                }
+            })
+            .collect();
+        all.extend(state.failed.iter().map(|(name, error)| TenantStatus {
+            name: name.clone(),
+            routes: Vec::new(),
+            limits: serde_json::Value::Null,
+            version: None,
+            previous: Vec::new(),
+            last_error: Some(error.clone()),
+            requests_in_flight: 0,
+        }));
+        all
+    }
+
+    /// Why the last config reload was refused, if it was.
+    pub fn reload_error(&self) -> Option<String> {
+        self.lock().reload_error.clone()
+    }
+}
+
+/// Builds the node that serves `state`'s tenants on their configured routes.
+fn build_node(state: &State, metrics: &Metrics) -> Node {
+    Node::new(
+        state.config.node.id.clone(),
+        state
+            .slots
+            .values()
+            .map(|slot| (slot.tenant.clone(), slot.config.routes.clone()))
+            .collect(),
+    )
+    .with_network(
+        state.config.server.trusted_proxies.clone(),
+        state.config.server.geo.clone(),
+    )
+    .with_metrics(metrics)
+}
+
+/// Loads the version `tenant` should serve: the newest of its config component and its
+/// API deploys. `known` is the history in memory (on reload); else it is read from disk.
+fn load_current(
+    runtime: &Arc<Runtime>,
+    config: &Config,
+    tenant: &TenantConfig,
+    known: Option<History>,
+) -> Result<(Tenant, History), String> {
+    let started = Instant::now();
+    let wasm = std::fs::read(&tenant.component).map_err(|source| {
+        outpost_runtime::TenantLoadError {
+            tenant: tenant.name.clone(),
+            key: "component".into(),
+            at: tenant.component_at.clone(),
+            error: outpost_runtime::LoadError::Unreadable {
+                path: tenant.component.clone(),
+                source,
+            },
+        }
+        .to_string()
+    })?;
+    let hash = outpost_runtime::hex(&wasm_hash(&wasm));
+    let dir = deploys_dir(config, &tenant.name);
+    let mut history = match known {
+        Some(history) => history,
+        None => read_history(&dir).map_err(|e| {
+            format!(
+                "tenant `{}`: cannot read {}: {e}",
+                tenant.name,
+                dir.display()
+            )
+        })?,
+    };
+    if history.config_hash != hash {
+        history.config_hash = hash.clone();
+        history.push(Version {
+            hash,
+            source: Source::Config,
+            deployed_at: now(),
+        });
+        // Only tenants that have had API deploys keep their history on disk.
+        if history.versions.iter().any(|v| v.source == Source::Api) {
+            save_history(&dir, &history).map_err(|e| {
+                format!(
+                    "tenant `{}`: cannot write {}: {e}",
+                    tenant.name,
+                    dir.display()
+                )
+            })?;
+        }
+    }
+    let serving = history
+        .versions
+        .last()
+        .cloned()
+        .expect("at least the config version");
+    let loaded = if serving.source == Source::Config {
+        Tenant::load_wasm(runtime, tenant, &wasm, &tenant.component).map_err(|e| e.to_string())
+    } else {
+        load_version(runtime, config, tenant, &serving).map(|(t, _)| t)
+    }?;
+    tracing::debug!(tenant = %tenant.name, ms = started.elapsed().as_secs_f64() * 1e3, "tenant built");
+    Ok((loaded, history))
+}
+
+/// Loads a recorded version: an API deploy from the deploys dir, a config version from
+/// the config's component file (if it still holds that version).
+fn load_version(
+    runtime: &Arc<Runtime>,
+    config: &Config,
+    tenant: &TenantConfig,
+    version: &Version,
+) -> Result<(Tenant, Vec<u8>), String> {
+    let path = match version.source {
+        Source::Api => deploys_dir(config, &tenant.name).join(format!("{}.wasm", version.hash)),
+        Source::Config => tenant.component.clone(),
+    };
+    let wasm = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if outpost_runtime::hex(&wasm_hash(&wasm)) != version.hash {
+        return Err(format!(
+            "{} no longer holds version {}; it was changed since",
+            path.display(),
+            &version.hash[..16]
+        ));
+    }
+    let tenant = Tenant::load_wasm(runtime, tenant, &wasm, &path).map_err(|e| e.to_string())?;
+    Ok((tenant, wasm))
+}
+
+/// The config component's hash, if the file can be read.
+fn config_hash(tenant: &TenantConfig) -> Option<String> {
+    let wasm = std::fs::read(&tenant.component).ok()?;
+    Some(outpost_runtime::hex(&wasm_hash(&wasm)))
+}
+
+fn deploys_dir(config: &Config, tenant: &str) -> PathBuf {
+    config.node.data_dir.join("deploys").join(tenant)
+}
+
+fn read_history(dir: &Path) -> std::io::Result<History> {
+    match std::fs::read(dir.join("versions.json")) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(History::default()),
+        Err(e) => Err(e),
+    }
+}
+
+fn save_history(dir: &Path, history: &History) -> std::io::Result<()> {
+    let json = serde_json::to_vec_pretty(history).map_err(std::io::Error::other)?;
+    write_durably(&dir.join("versions.json"), &json)
+}
+
+/// Writes `bytes` to `path` so that after a crash it is either the old file or the whole
+/// new one: a temp file, fsync, rename, fsync of the directory.
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let temp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn limits_json(config: &TenantConfig) -> serde_json::Value {
+    let limits = &config.limits;
+    serde_json::json!({
+        "fuel": limits.fuel,
+        "cpu_ms": limits.cpu.map(|d| d.as_millis() as u64),
+        "memory": limits.memory,
+        "timeout_ms": limits.timeout.as_millis() as u64,
+        "concurrency": limits.concurrency,
+        "body": limits.body,
+        "sql_size": limits.sql_size,
+        "subrequests": limits.subrequests,
+        "subrequest_body": limits.subrequest_body,
+    })
+}
+
+/// Listeners and the instance pool are set up once; say so when the file changes them.
+fn warn_about_restart_only_changes(old: &Config, new: &Config) {
+    let mut changed = Vec::new();
+    if old.server.listen != new.server.listen {
+        changed.push("server.listen");
+    }
+    if old.server.tls.as_ref().map(|t| t.listen) != new.server.tls.as_ref().map(|t| t.listen) {
+        changed.push("server.tls (the listener)");
+    }
+    if old.server.admin != new.server.admin {
+        changed.push("server.admin");
+    }
+    if old.server.connections != new.server.connections {
+        changed.push("server connection limits");
+    }
+    if old.node.data_dir != new.node.data_dir || old.node.max_instances != new.node.max_instances {
+        changed.push("node.data_dir / node.max_instances");
+    }
+    if !changed.is_empty() {
+        tracing::warn!(
+            "{} changed in the config; that takes effect at the next restart",
+            changed.join(", ")
+        );
+    }
+}

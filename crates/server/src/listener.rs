@@ -1,0 +1,298 @@
+//! The public listeners: accept, optionally TLS, HTTP/1.1 and HTTP/2, under the
+//! connection limits; and graceful shutdown. Slow or idle clients are cut off: a request
+//! head must arrive within `header_timeout` (slowloris), a TLS handshake too, and a
+//! connection with nothing in flight and no traffic for `idle_timeout` is closed.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use outpost_config::ConnectionLimits;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::Node;
+
+/// What both public listeners share: the serving node, the connection budget, and the
+/// shutdown signal.
+pub struct Front {
+    live: Arc<ArcSwap<Node>>,
+    limits: ConnectionLimits,
+    connections: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+    /// Requests in flight across the node.
+    in_flight: Arc<AtomicUsize>,
+    started: Instant,
+}
+
+impl Front {
+    /// A front for `live` under `limits`, stopping when `shutdown` turns true.
+    pub fn new(
+        live: Arc<ArcSwap<Node>>,
+        limits: ConnectionLimits,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Front> {
+        Arc::new(Front {
+            live,
+            connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
+            limits,
+            shutdown,
+            in_flight: Arc::default(),
+            started: Instant::now(),
+        })
+    }
+
+    /// Open client connections.
+    pub fn connections(&self) -> usize {
+        (self.limits.max_connections as usize).saturating_sub(self.connections.available_permits())
+    }
+
+    /// Requests being handled.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Accepts on `listener` until shutdown; with `tls`, every connection is TLS first.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            // Past the connection budget, new clients wait in the kernel's backlog.
+            let permit = tokio::select! {
+                _ = crate::stopped(&mut shutdown) => return,
+                permit = self.connections.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+            };
+            let (stream, peer) = tokio::select! {
+                _ = crate::stopped(&mut shutdown) => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!("accept failed: {error}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            // Guests may stream small chunks (server-sent events); Nagle would hold them back.
+            let _ = stream.set_nodelay(true);
+            let front = self.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                match tls {
+                    None => front.serve_connection(stream, peer, false).await,
+                    Some(tls) => {
+                        let handshake =
+                            tokio::time::timeout(front.limits.header_timeout, tls.accept(stream));
+                        match handshake.await {
+                            Ok(Ok(stream)) => {
+                                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                                front.serve_connection(stream, peer, h2).await;
+                            }
+                            Ok(Err(error)) => {
+                                tracing::debug!(%peer, "TLS handshake failed: {error}")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    async fn serve_connection<S>(self: Arc<Self>, stream: S, peer: SocketAddr, h2_only: bool)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Arc::new(AtomicU64::new(self.started.elapsed().as_millis() as u64));
+        let io = Watched {
+            inner: stream,
+            activity: activity.clone(),
+            epoch: self.started,
+        };
+        let on_connection = Arc::new(AtomicUsize::new(0));
+        let service = {
+            let front = self.clone();
+            let on_connection = on_connection.clone();
+            hyper::service::service_fn(move |request| {
+                let front = front.clone();
+                let on_connection = on_connection.clone();
+                async move {
+                    let _busy = Busy::new(&[&front.in_flight, &on_connection]);
+                    // Each request runs on the node of the moment: a deploy or reload
+                    // never changes a request that has started.
+                    let node = front.live.load_full();
+                    Ok::<_, std::convert::Infallible>(node.handle(request, peer).await)
+                }
+            })
+        };
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let max_header = usize::try_from(self.limits.max_header_size).unwrap_or(usize::MAX);
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_timeout)
+            .max_buf_size(max_header);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
+            .keep_alive_interval(Some(self.limits.idle_timeout / 2))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let builder = if h2_only {
+            builder.http2_only()
+        } else {
+            builder
+        };
+        let connection = builder.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(connection);
+        let mut shutdown = self.shutdown.clone();
+        let mut idle_check = tokio::time::interval(self.limits.idle_timeout / 4);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%peer, "connection ended: {error}");
+                    }
+                    return;
+                }
+                _ = crate::stopped(&mut shutdown), if !closing => {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                _ = idle_check.tick(), if !closing => {
+                    let quiet = self.started.elapsed().as_millis() as u64 - activity.load(Ordering::Relaxed);
+                    if on_connection.load(Ordering::Relaxed) == 0
+                        && quiet >= self.limits.idle_timeout.as_millis() as u64
+                    {
+                        tracing::debug!(%peer, "closing an idle connection");
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        }
+    }
+
+    /// After shutdown is signalled: waits for every connection to close (in-flight
+    /// requests finish; idle connections close at once), then for work guests do after
+    /// their response, up to `grace` in all. Returns whether everything finished.
+    pub async fn drain(&self, tenants: impl Fn() -> usize) -> bool {
+        let deadline = tokio::time::Instant::now() + self.limits.shutdown_grace;
+        let all = self.limits.max_connections;
+        let connections_closed =
+            tokio::time::timeout_at(deadline, self.connections.acquire_many(all)).await;
+        if connections_closed.is_err() {
+            return false;
+        }
+        while tenants() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+}
+
+/// Counts a request in each counter while it is alive.
+struct Busy<'a>(Vec<&'a AtomicUsize>);
+
+impl<'a> Busy<'a> {
+    fn new(counters: &[&'a AtomicUsize]) -> Busy<'a> {
+        for counter in counters {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        Busy(counters.to_vec())
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        for counter in &self.0 {
+            counter.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A connection that notes when it last read or wrote, for the idle timeout.
+struct Watched<S> {
+    inner: S,
+    /// Milliseconds since `epoch` of the last I/O.
+    activity: Arc<AtomicU64>,
+    epoch: Instant,
+}
+
+impl<S> Watched<S> {
+    fn touch(&self) {
+        self.activity
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.touch();
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
