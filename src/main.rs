@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod cli;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use outpost_config::{Config, ConfigError};
@@ -53,6 +55,37 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Upload a new component for a tenant through a node's admin API. The node
+    /// validates and compiles it before switching; the previous version is kept for
+    /// `outpost rollback`. The bearer token is read from OUTPOST_ADMIN_TOKEN.
+    Deploy {
+        /// The node's admin API.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9090")]
+        admin: String,
+        /// The tenant to deploy to (it must be in the node's config).
+        #[arg(long)]
+        tenant: String,
+        /// The component (.wasm).
+        file: PathBuf,
+    },
+    /// Switch a tenant back to its previous version through a node's admin API. The
+    /// bearer token is read from OUTPOST_ADMIN_TOKEN.
+    Rollback {
+        /// The node's admin API.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9090")]
+        admin: String,
+        /// The tenant to roll back.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Create a guest crate NAME (in ./NAME) that builds and serves as it is.
+    New {
+        /// The crate's (and tenant's) name: lowercase letters, digits, `-` and `_`.
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long, value_name = "DIR")]
+        path: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,6 +94,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),
+        Command::Deploy {
+            admin,
+            tenant,
+            file,
+        } => cli::deploy(&admin, &tenant, &file),
+        Command::Rollback { admin, tenant } => cli::rollback(&admin, &tenant),
+        Command::New { name, path } => cli::new(&name, path),
     };
     match result {
         Ok(code) => code,
