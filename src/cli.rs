@@ -104,7 +104,7 @@ pub fn new(name: &str, path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let fill = |template: &str| {
         template
             .replace("{{name}}", name)
-            .replace("{{crate_file}}", &name.replace('-', "_"))
+            .replace("{{crate_file}}", name)
             .replace("{{sdk_path}}", SDK_PATH)
     };
     let files = [

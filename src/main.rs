@@ -275,6 +275,9 @@ fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
         let runtime = Runtime::new(&config.node)?;
         let (_, errors) = load_all(&runtime, config);
         problems.extend(errors);
+        if let Err(errors) = outpost_server::tls::SniResolver::load(config) {
+            problems.extend(errors.iter().map(ToString::to_string));
+        }
     }
     if problems.is_empty() {
         println!("{}: ok ({tenant_count} tenants)", config_path.display());
