@@ -166,6 +166,7 @@ async fn serve_config(config: Config) -> anyhow::Result<ExitCode> {
     };
 
     let runtime = Runtime::new(&config.node)?;
+    metrics.register(|registry| runtime.register_metrics(registry));
     let loading = {
         let (runtime, metrics, config) = (runtime.clone(), metrics.clone(), config.clone());
         tokio::task::spawn_blocking(move || Control::start(runtime, metrics, config))

@@ -478,6 +478,18 @@ async fn metrics_parse_as_prometheus_text_and_move_with_traffic() {
         "{after}"
     );
     assert!(sample(&after, "outpost_tenant_loads_total", &[]).is_some_and(|n| n >= 1.0));
+    let app = [("tenant", "app")];
+    let instances = |text: &str| sample(text, "outpost_instantiation_seconds_count", &app);
+    assert_eq!(
+        instances(&after).unwrap_or(0.0) - instances(&before).unwrap_or(0.0),
+        6.0,
+        "one instance per request: {after}"
+    );
+    let fuel = |text: &str| sample(text, "outpost_fuel_consumed_total", &app).unwrap_or(0.0);
+    // The spinning request alone burnt its whole tank.
+    assert!(fuel(&after) - fuel(&before) >= 10_000_000.0, "{after}");
+    let peaks = sample(&after, "outpost_instance_memory_peak_bytes_count", &app);
+    assert!(peaks.is_some_and(|n| n >= 6.0), "{after}");
     assert!(sample(&after, "outpost_connections", &[]).is_some());
 }
 

@@ -63,6 +63,7 @@ pub struct Runtime {
     /// Components by wasm hash: tenants that deploy the same wasm share its code.
     loaded: Mutex<HashMap<[u8; 32], Arc<LoadedComponent>>>,
     pub(crate) stores: Arc<NodeStores>,
+    pub(crate) meters: crate::meters::RuntimeMeters,
     _ticker: EpochTicker,
 }
 
@@ -87,8 +88,15 @@ impl Runtime {
             cache,
             loaded: Mutex::new(HashMap::new()),
             stores: NodeStores::new(&node.data_dir),
+            meters: Default::default(),
             _ticker: ticker,
         }))
+    }
+
+    /// Adds the runtime's per-tenant meters (instantiation time, fuel, peak memory) to
+    /// the node's metrics.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.meters.register(registry);
     }
 
     /// The node's stores.

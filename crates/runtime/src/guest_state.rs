@@ -117,6 +117,8 @@ pub(crate) struct GuestLimiter {
     pub(crate) memory_bytes: usize,
     pub(crate) table_elements: usize,
     pub(crate) scope: ScopeSlot,
+    /// The largest linear memory granted, for metrics.
+    pub(crate) peak_memory: usize,
 }
 
 impl GuestLimiter {
@@ -138,6 +140,7 @@ impl wasmtime::ResourceLimiter for GuestLimiter {
         if desired > self.memory_bytes {
             return Err(self.exceeded());
         }
+        self.peak_memory = self.peak_memory.max(desired);
         Ok(true)
     }
 

@@ -12,6 +12,7 @@ mod engine;
 mod guest_log;
 mod guest_state;
 mod lanes;
+mod meters;
 mod outbound;
 mod scope;
 mod tenant;

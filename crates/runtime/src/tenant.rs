@@ -9,6 +9,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use outpost_bindings::{StoresError, TenantBindings};
 use outpost_config::{Limits, Location, TenantConfig};
 use tokio::sync::Semaphore;
 use wasmtime::component::{GuestTaskId, ResourceTable};
-use wasmtime::{CallHook, Store, StoreContextMut, Trap, UpdateDeadline};
+use wasmtime::{AsContextMut, CallHook, Store, StoreContextMut, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::handler::{
     ExpirationError, HandlerState, Instance, InstantiationError, ProxyHandler, ProxyPre,
@@ -29,6 +30,7 @@ use crate::engine::{MAX_TABLE_ELEMENTS, Runtime};
 use crate::guest_log::{GuestLog, GuestStream};
 use crate::guest_state::{GuestLimiter, GuestState, OutboundPolicy};
 use crate::lanes::{Lanes, lanes_per_tenant};
+use crate::meters::TenantMeters;
 use crate::outbound::Outbound;
 use crate::scope::{LimitExceeded, LimitHit, RequestScope, ScopeSlot};
 
@@ -264,6 +266,7 @@ impl Tenant {
             bindings,
             outbound: (!config.outbound.is_empty())
                 .then(|| Outbound::new(config.outbound.clone(), &config.limits)),
+            meters: runtime.meters.tenant(&config.name),
         };
         instances.trial_instantiate().map_err(|e| {
             located(LoadError::Instantiate {
@@ -412,6 +415,7 @@ struct TenantInstances {
     bindings: Arc<TenantBindings>,
     /// The tenant's outbound origins and connection pool, if it lists any.
     outbound: Option<Arc<Outbound>>,
+    meters: TenantMeters,
 }
 
 impl TenantInstances {
@@ -442,6 +446,7 @@ impl TenantInstances {
                 memory_bytes: self.limits.memory as usize,
                 table_elements: MAX_TABLE_ELEMENTS,
                 scope: scope.clone(),
+                peak_memory: 0,
             },
             scope: scope.clone(),
             lanes: self.lanes.clone(),
@@ -535,8 +540,12 @@ impl HandlerState for TenantInstances {
     async fn instantiate(
         &self,
     ) -> wasmtime::Result<Instance<GuestState, InstanceExpiration, InstanceState>> {
+        let started = Instant::now();
         let (mut store, scope) = self.new_store()?;
         let proxy = self.pre.instantiate_async(&mut store).await?;
+        self.meters
+            .instantiation
+            .observe(started.elapsed().as_secs_f64());
         Ok(Instance {
             store,
             proxy,
@@ -550,6 +559,8 @@ impl HandlerState for TenantInstances {
                 fuel: self.limits.fuel,
                 max_requests: if self.reuse { REUSE_MAX_REQUESTS } else { 1 },
                 scope,
+                meters: self.meters.clone(),
+                served: AtomicBool::new(false),
             },
         })
     }
@@ -561,6 +572,19 @@ struct InstanceState {
     fuel: u64,
     max_requests: usize,
     scope: ScopeSlot,
+    meters: TenantMeters,
+    /// Whether a request has run (its fuel is counted when the next starts or at drop).
+    served: AtomicBool,
+}
+
+impl InstanceState {
+    /// Counts the fuel the last request burnt.
+    fn count_fuel(&self, store: &StoreContextMut<'_, GuestState>) {
+        if self.served.swap(false, Ordering::Relaxed) {
+            let left = store.get_fuel().unwrap_or(self.fuel);
+            self.meters.fuel.inc_by(self.fuel.saturating_sub(left));
+        }
+    }
 }
 
 impl WorkerState for InstanceState {
@@ -584,6 +608,8 @@ impl WorkerState for InstanceState {
         scope: Arc<RequestScope>,
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        self.count_fuel(&store);
+        self.served.store(true, Ordering::Relaxed);
         if let Err(error) = store.set_fuel(self.fuel) {
             tracing::error!(tenant = %self.tenant, request_id = %scope.id, "cannot set fuel: {error}");
         }
@@ -593,7 +619,11 @@ impl WorkerState for InstanceState {
         Box::pin(tokio::time::sleep_until(deadline))
     }
 
-    fn drop(&self, store: Store<GuestState>, result: wasmtime::Result<()>) {
+    fn drop(&self, mut store: Store<GuestState>, result: wasmtime::Result<()>) {
+        self.count_fuel(&store.as_context_mut());
+        self.meters
+            .memory_peak
+            .observe(store.data().limiter.peak_memory as f64);
         let scope = self.scope.get();
         if let Err(error) = &result {
             let request_id = scope.as_ref().map_or("-", |s| &s.id);
