@@ -140,6 +140,11 @@ async fn the_admin_api_needs_the_token_and_a_refused_request_changes_nothing() {
     assert_eq!(status["previous"].as_array().map(Vec::len), Some(0));
     assert_eq!(status["limits"]["concurrency"], 64);
     assert_eq!(
+        status["requests"]["2xx"], 1,
+        "the one request above: {status}"
+    );
+    assert_eq!(status["requests_in_flight"], 0);
+    assert_eq!(
         ops.admin(Method::GET, "/tenants/nope", Some(TOKEN))
             .await
             .status,
@@ -430,8 +435,9 @@ async fn metrics_parse_as_prometheus_text_and_move_with_traffic() {
         "",
         "",
         &format!(
-            "{}limits = {{ fuel = 10_000_000 }}\n\n",
-            tenant("app", &example("limits"), "/")
+            "{}limits = {{ fuel = 10_000_000 }}\n\n{}kv = [\"COUNTS\"]\n\n",
+            tenant("app", &example("limits"), "/"),
+            tenant("counter", &example("kv-counter"), "counter.test")
         ),
     )
     .await;
@@ -490,6 +496,31 @@ async fn metrics_parse_as_prometheus_text_and_move_with_traffic() {
     assert!(fuel(&after) - fuel(&before) >= 10_000_000.0, "{after}");
     let peaks = sample(&after, "outpost_instance_memory_peak_bytes_count", &app);
     assert!(peaks.is_some_and(|n| n >= 6.0), "{after}");
+
+    // Store operations, by tenant, store and operation, with their latency.
+    for _ in 0..3 {
+        assert_eq!(ops.node.get("counter.test", "/").await.status, 200);
+    }
+    let after = scrape().await;
+    let parsed =
+        prometheus_parse::Scrape::parse(after.lines().map(|l| Ok(l.to_string()))).expect("parses");
+    let kv_ops: f64 = parsed
+        .samples
+        .iter()
+        .filter(|s| {
+            s.metric == "outpost_storage_operation_seconds_count"
+                && s.labels.get("tenant") == Some("counter")
+                && s.labels.get("store") == Some("kv")
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Counter(v) => v,
+            _ => 0.0,
+        })
+        .sum();
+    assert!(
+        kv_ops >= 3.0,
+        "3 counter requests, {kv_ops} KV operations:\n{after}"
+    );
     assert!(sample(&after, "outpost_connections", &[]).is_some());
 }
 
@@ -576,4 +607,138 @@ async fn a_client_trickling_headers_is_cut_off_while_others_are_served() {
         "cut off only after {cut_off:?}"
     );
     assert_eq!(ops.node.get("x.test", "/").await.body, "hello from outpost");
+}
+
+#[tokio::test]
+async fn a_request_in_flight_finishes_on_the_version_it_started_on() {
+    let ops = start("", "", &tenant("app", &example("limits"), "/")).await;
+    let slow = {
+        let ops_addr = ops.addr;
+        tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(ops_addr)
+                .await
+                .expect("connect");
+            stream
+                .write_all(
+                    b"GET /sleep?ms=1000 HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n",
+                )
+                .await
+                .expect("send");
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer).await;
+            String::from_utf8_lossy(&answer).into_owned()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let hello = std::fs::read(example("hello")).expect("hello");
+    let reply = admin_call(
+        ops.admin,
+        Method::PUT,
+        "/tenants/app/component",
+        Some(TOKEN),
+        hello,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        ops.node.get("x.test", "/sleep?ms=1000").await.body,
+        "hello from outpost"
+    );
+    let answer = slow.await.expect("slow");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("slept 1000 ms"),
+        "the old version answers: {answer}"
+    );
+}
+
+/// Sends a raw HTTP/1.1 request on `stream` and reads until the response head is in.
+async fn raw_request(stream: &mut tokio::net::TcpStream, request: &[u8]) -> String {
+    stream.write_all(request).await.expect("send");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("\r\n\r\n") {
+        let n = stream.read(&mut buf).await.expect("read");
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn connections_past_max_connections_wait_until_one_closes() {
+    let ops = start(
+        "",
+        "max_connections = 2",
+        &tenant("app", &example("hello"), "/"),
+    )
+    .await;
+    let request = b"GET / HTTP/1.1\r\nHost: x.test\r\n\r\n";
+    let mut first = tokio::net::TcpStream::connect(ops.addr)
+        .await
+        .expect("connect");
+    assert!(
+        raw_request(&mut first, request)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    let mut second = tokio::net::TcpStream::connect(ops.addr)
+        .await
+        .expect("connect");
+    assert!(
+        raw_request(&mut second, request)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+
+    // The kernel queues the third, but the node does not take it while two are open.
+    let mut third = tokio::net::TcpStream::connect(ops.addr)
+        .await
+        .expect("connect");
+    third.write_all(request).await.expect("send");
+    let mut buf = [0u8; 64];
+    let early = tokio::time::timeout(Duration::from_millis(700), third.read(&mut buf)).await;
+    assert!(early.is_err(), "served past max_connections");
+    drop(first);
+    let served = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("served once a connection closed")
+        .expect("read");
+    assert!(String::from_utf8_lossy(&buf[..served]).starts_with("HTTP/1.1 200"));
+    drop(second);
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_gets_431_and_an_idle_connection_is_closed() {
+    let ops = start(
+        "",
+        "max_header_size = \"8KiB\"\nidle_timeout = \"1s\"",
+        &tenant("app", &example("hello"), "/"),
+    )
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(ops.addr)
+        .await
+        .expect("connect");
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x.test\r\nx-big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let answer = raw_request(&mut stream, big.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+    let mut idle = tokio::net::TcpStream::connect(ops.addr)
+        .await
+        .expect("connect");
+    let answer = raw_request(&mut idle, b"GET / HTTP/1.1\r\nHost: x.test\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection was kept past 5 s");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "closed too early"
+    );
 }

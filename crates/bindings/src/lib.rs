@@ -67,6 +67,7 @@ pub enum StoresError {
 
 /// The stores every tenant on the node shares: the KV database and the SQLite files.
 pub struct NodeStores {
+    meters: StoreMeters,
     kv_dir: PathBuf,
     /// Opened on first use, so `outpost check` and KV-less nodes never lock it.
     kv: OnceLock<Result<Arc<dyn KvStore>, String>>,
@@ -78,6 +79,7 @@ impl NodeStores {
     /// Nothing is opened yet.
     pub fn new(data_dir: &Path) -> Arc<NodeStores> {
         Arc::new(NodeStores {
+            meters: StoreMeters::default(),
             kv_dir: data_dir.join("kv"),
             kv: OnceLock::new(),
             sql: SqlDatabases::new(data_dir.join("sql")),
@@ -93,6 +95,15 @@ impl NodeStores {
                 path: self.kv_dir.clone(),
                 reason,
             })
+    }
+
+    /// Adds the storage operation histogram to the node's metrics.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "storage_operation_seconds",
+            "Host-side time of tenants' store operations, by tenant, store (kv, sql, blob) and operation; a blob get is timed to its first byte, a blob put from finish() to durable",
+            self.meters.ops.clone(),
+        );
     }
 
     /// The SQLite databases (for tests and metrics: how many are open).
@@ -190,6 +201,65 @@ pub fn add_to_linker<T: Send + 'static>(
     generated::outpost::edge::sql::add_to_linker::<T, HasBindings>(linker, view)?;
     generated::outpost::edge::blob::add_to_linker::<T, HasBindings>(linker, view)?;
     Ok(())
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct OperationLabels {
+    tenant: String,
+    store: &'static str,
+    op: &'static str,
+}
+
+/// Seconds, 5 µs to about 10 s.
+fn operation_buckets() -> prometheus_client::metrics::histogram::Histogram {
+    prometheus_client::metrics::histogram::Histogram::new(
+        prometheus_client::metrics::histogram::exponential_buckets(0.000_005, 2.0, 22),
+    )
+}
+
+type OperationHistograms = prometheus_client::metrics::family::Family<
+    OperationLabels,
+    prometheus_client::metrics::histogram::Histogram,
+    fn() -> prometheus_client::metrics::histogram::Histogram,
+>;
+
+struct StoreMeters {
+    ops: OperationHistograms,
+}
+
+impl Default for StoreMeters {
+    fn default() -> StoreMeters {
+        StoreMeters {
+            ops: OperationHistograms::new_with_constructor(operation_buckets),
+        }
+    }
+}
+
+/// Observes an operation's duration when dropped, however the operation ends.
+struct OperationTimer {
+    histogram: prometheus_client::metrics::histogram::Histogram,
+    started: Instant,
+}
+
+impl Drop for OperationTimer {
+    fn drop(&mut self) {
+        self.histogram.observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl BindingsView<'_> {
+    /// Times one store operation of this tenant.
+    fn timed(&self, store: &'static str, op: &'static str) -> OperationTimer {
+        let labels = OperationLabels {
+            tenant: self.bindings.tenant.clone(),
+            store,
+            op,
+        };
+        OperationTimer {
+            histogram: self.bindings.node.meters.ops.get_or_create_owned(&labels),
+            started: Instant::now(),
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch.

@@ -93,10 +93,11 @@ impl Runtime {
         }))
     }
 
-    /// Adds the runtime's per-tenant meters (instantiation time, fuel, peak memory) to
-    /// the node's metrics.
+    /// Adds the runtime's per-tenant meters (instantiation time, fuel, peak memory, store
+    /// operations) to the node's metrics.
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         self.meters.register(registry);
+        self.stores.register_metrics(registry);
     }
 
     /// The node's stores.

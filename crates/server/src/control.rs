@@ -95,6 +95,8 @@ pub struct TenantStatus {
     /// Why the last change to this tenant did not take, if it did not.
     pub last_error: Option<String>,
     pub requests_in_flight: usize,
+    /// Requests answered since the node started, by status class.
+    pub requests: BTreeMap<&'static str, u64>,
 }
 
 /// The serving state of one tenant.
@@ -458,6 +460,7 @@ impl Control {
                     previous: versions,
                     last_error: slot.last_error.clone(),
                     requests_in_flight: slot.tenant.in_flight(),
+                    requests: self.metrics.requests_by_class(name),
                 }
             })
             .collect();
@@ -469,6 +472,7 @@ impl Control {
             previous: Vec::new(),
             last_error: Some(error.clone()),
             requests_in_flight: 0,
+            requests: BTreeMap::new(),
         }));
         all
     }

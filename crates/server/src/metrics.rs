@@ -171,6 +171,18 @@ impl Metrics {
         }
     }
 
+    /// A tenant's requests answered so far, by status class.
+    pub(crate) fn requests_by_class(
+        &self,
+        tenant: &str,
+    ) -> std::collections::BTreeMap<&'static str, u64> {
+        let meters = self.tenant(tenant);
+        ["1xx", "2xx", "3xx", "4xx", "5xx"]
+            .into_iter()
+            .zip(meters.by_class.iter().map(Counter::get))
+            .collect()
+    }
+
     /// Counts a tenant version loaded, by where its compiled code came from.
     pub fn tenant_loaded(&self, outcome: &'static str) {
         self.loads.get_or_create(&OutcomeLabel { outcome }).inc();

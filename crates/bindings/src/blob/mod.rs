@@ -516,6 +516,7 @@ impl HostBucket for BindingsView<'_> {
         this: Resource<BucketHandle>,
         key: String,
     ) -> GuestResult<Option<ObjectInfo>> {
+        let _timer = self.timed("blob", "head");
         let bucket = self.bucket(&this)?;
         Ok(bucket.head(&key).await)
     }
@@ -526,6 +527,7 @@ impl HostBucket for BindingsView<'_> {
         key: String,
         range: Option<ByteRange>,
     ) -> GuestResult<Option<Object>> {
+        let _timer = self.timed("blob", "get");
         let bucket = self.bucket(&this)?;
         let found = match bucket.get(&key, range).await {
             Ok(found) => found,
@@ -565,6 +567,7 @@ impl HostBucket for BindingsView<'_> {
     }
 
     async fn delete(&mut self, this: Resource<BucketHandle>, key: String) -> GuestResult<()> {
+        let _timer = self.timed("blob", "delete");
         let bucket = self.bucket(&this)?;
         Ok(bucket.delete(&key).await)
     }
@@ -574,6 +577,7 @@ impl HostBucket for BindingsView<'_> {
         this: Resource<BucketHandle>,
         options: ListOptions,
     ) -> GuestResult<ListResult> {
+        let _timer = self.timed("blob", "list");
         let bucket = self.bucket(&this)?;
         Ok(bucket.list(options).await)
     }
@@ -600,6 +604,7 @@ impl HostUpload for BindingsView<'_> {
     }
 
     async fn finish(&mut self, this: Resource<Upload>) -> GuestResult<ObjectInfo> {
+        let _timer = self.timed("blob", "put");
         if self.table.iter_children(&this)?.next().is_some() {
             return Ok(Err(GuestError::InvalidArgument(
                 "drop the upload's body stream before calling finish".into(),

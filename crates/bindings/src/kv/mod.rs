@@ -261,6 +261,7 @@ impl HostStore for BindingsView<'_> {
     }
 
     async fn get(&mut self, this: Resource<KvHandle>, key: String) -> GuestResult<Option<Entry>> {
+        let _timer = self.timed("kv", "get");
         let (store, ns) = self.kv(&this)?;
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
@@ -285,6 +286,7 @@ impl HostStore for BindingsView<'_> {
         value: Vec<u8>,
         options: PutOptions,
     ) -> GuestResult<u64> {
+        let _timer = self.timed("kv", "put");
         let (store, ns) = self.kv(&this)?;
         let options = match check_key(&key)
             .and_then(|()| check_value(&value))
@@ -301,6 +303,7 @@ impl HostStore for BindingsView<'_> {
     }
 
     async fn delete(&mut self, this: Resource<KvHandle>, key: String) -> GuestResult<()> {
+        let _timer = self.timed("kv", "delete");
         let (store, ns) = self.kv(&this)?;
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
@@ -316,6 +319,7 @@ impl HostStore for BindingsView<'_> {
         this: Resource<KvHandle>,
         options: ListOptions,
     ) -> GuestResult<ListResult> {
+        let _timer = self.timed("kv", "list");
         let (store, ns) = self.kv(&this)?;
         let limit = options.limit.unwrap_or(MAX_LIST_LIMIT);
         if limit == 0 || limit > MAX_LIST_LIMIT {
@@ -363,6 +367,7 @@ impl HostStore for BindingsView<'_> {
         delta: i64,
         expiration_ttl: Option<u64>,
     ) -> GuestResult<i64> {
+        let _timer = self.timed("kv", "increment");
         let (store, ns) = self.kv(&this)?;
         let now = now_ms();
         let expires = match check_key(&key).and_then(|()| expiry(expiration_ttl, None, now)) {
@@ -384,6 +389,7 @@ impl HostStore for BindingsView<'_> {
         value: Vec<u8>,
         options: PutOptions,
     ) -> GuestResult<CasOutcome> {
+        let _timer = self.timed("kv", "compare_and_swap");
         let (store, ns) = self.kv(&this)?;
         let now = now_ms();
         let options = match check_key(&key)

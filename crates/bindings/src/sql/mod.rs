@@ -489,6 +489,7 @@ impl HostDatabase for BindingsView<'_> {
         sql: String,
         params: Vec<Value>,
     ) -> GuestResult<Rows> {
+        let _timer = self.timed("sql", "query");
         self.sql(&this, move |connection, _, budget| {
             let result = run(connection, &sql, params, budget)?;
             Ok(Rows {
@@ -505,6 +506,7 @@ impl HostDatabase for BindingsView<'_> {
         sql: String,
         params: Vec<Value>,
     ) -> GuestResult<Execution> {
+        let _timer = self.timed("sql", "execute");
         self.sql(&this, move |connection, _, budget| {
             let result = run(connection, &sql, params, budget)?;
             Ok(Execution {
@@ -520,6 +522,7 @@ impl HostDatabase for BindingsView<'_> {
         this: Resource<SqlHandle>,
         statements: Vec<Statement>,
     ) -> GuestResult<Vec<StatementResult>> {
+        let _timer = self.timed("sql", "batch");
         self.sql(&this, move |connection, host_statement, budget| {
             run_batch(connection, host_statement, statements, budget)
         })
