@@ -742,3 +742,36 @@ async fn an_oversized_request_head_gets_431_and_an_idle_connection_is_closed() {
         "closed too early"
     );
 }
+
+#[tokio::test]
+async fn code_of_replaced_versions_is_freed() {
+    let ops = start("", "", &tenant("app", &example("hello"), "/")).await;
+    for name in ["echo", "limits", "echo"] {
+        let wasm = std::fs::read(example(name)).expect("wasm");
+        let reply = admin_call(
+            ops.admin,
+            Method::PUT,
+            "/tenants/app/component",
+            Some(TOKEN),
+            wasm,
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(ops.node.get("x.test", "/").await.status, 200);
+    }
+    let text = ops.admin(Method::GET, "/metrics", Some(TOKEN)).await.body;
+    assert_eq!(
+        sample(&text, "outpost_components_in_memory", &[]),
+        Some(1.0),
+        "only the serving version's code stays: {text}"
+    );
+    let status = ops
+        .admin(Method::GET, "/tenants/app", Some(TOKEN))
+        .await
+        .json();
+    assert_eq!(
+        status["previous"].as_array().map(Vec::len),
+        Some(3),
+        "{status}"
+    );
+}

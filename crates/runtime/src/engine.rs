@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use outpost_bindings::NodeStores;
@@ -53,15 +53,16 @@ pub enum RuntimeError {
 }
 
 /// A component compiled once per process, or why it could not be.
-type LoadedComponent = OnceLock<Result<Component, String>>;
+pub(crate) type LoadedComponent = OnceLock<Result<Component, String>>;
 
 /// The engine, linker and compiled components every tenant on the node shares.
 pub struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<GuestState>,
     cache: CompileCache,
-    /// Components by wasm hash: tenants that deploy the same wasm share its code.
-    loaded: Mutex<HashMap<[u8; 32], Arc<LoadedComponent>>>,
+    /// Components by wasm hash: tenants that deploy the same wasm share its code. Weak,
+    /// so code no tenant version uses any more (after deploys and reloads) is freed.
+    loaded: Mutex<HashMap<[u8; 32], Weak<LoadedComponent>>>,
     pub(crate) stores: Arc<NodeStores>,
     pub(crate) meters: crate::meters::RuntimeMeters,
     _ticker: EpochTicker,
@@ -115,15 +116,24 @@ impl Runtime {
             .map_err(|e| format!("{e:#}"))
     }
 
-    /// Compiles (or loads from the cache) the component in `wasm`.
+    /// Compiles (or loads from the cache) the component in `wasm`. The returned cell keeps
+    /// the code shared while the caller holds it.
     pub(crate) fn component(
         &self,
         wasm: &[u8],
-    ) -> Result<(Component, CacheOutcome, [u8; 32]), String> {
+    ) -> Result<(Component, CacheOutcome, [u8; 32], Arc<LoadedComponent>), String> {
         let hash = wasm_hash(wasm);
         let cell = {
             let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-            loaded.entry(hash).or_default().clone()
+            match loaded.get(&hash).and_then(Weak::upgrade) {
+                Some(cell) => cell,
+                None => {
+                    loaded.retain(|_, cell| cell.strong_count() > 0);
+                    let cell = Arc::new(LoadedComponent::new());
+                    loaded.insert(hash, Arc::downgrade(&cell));
+                    cell
+                }
+            }
         };
         let mut outcome = CacheOutcome::Shared;
         let component = cell.get_or_init(|| {
@@ -135,7 +145,17 @@ impl Runtime {
                 })
                 .map_err(|e| format!("{e:#}"))
         });
-        component.clone().map(|c| (c, outcome, hash))
+        let component = component.clone()?;
+        Ok((component, outcome, hash, cell))
+    }
+
+    /// How many distinct components are in memory (shared by the tenants using them).
+    pub fn components_in_memory(&self) -> usize {
+        let loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        loaded
+            .values()
+            .filter(|cell| cell.strong_count() > 0)
+            .count()
     }
 }
 

@@ -153,6 +153,8 @@ pub struct TenantInfo {
 /// A loaded tenant, ready to serve.
 pub struct Tenant {
     info: TenantInfo,
+    /// Keeps the compiled code in the runtime's shared map while this version lives.
+    _code: Arc<crate::engine::LoadedComponent>,
     limits: Limits,
     concurrency: Arc<Semaphore>,
     handler: ProxyHandler<TenantInstances>,
@@ -221,7 +223,7 @@ impl Tenant {
                     reason: other.to_string(),
                 }),
             })?;
-        let (component, cache, hash) = runtime.component(wasm).map_err(|reason| {
+        let (component, cache, hash, code) = runtime.component(wasm).map_err(|reason| {
             located(LoadError::NotAComponent {
                 path: origin.to_path_buf(),
                 reason,
@@ -282,6 +284,7 @@ impl Tenant {
         };
         Ok(Tenant {
             info,
+            _code: code,
             limits: config.limits.clone(),
             concurrency: Arc::new(Semaphore::new(config.limits.concurrency as usize)),
             handler: ProxyHandler::new(instances),

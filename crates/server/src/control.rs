@@ -196,6 +196,11 @@ impl Control {
         self.tls.clone()
     }
 
+    /// Distinct compiled components held in memory by the serving versions.
+    pub fn components_in_memory(&self) -> usize {
+        self.runtime.components_in_memory()
+    }
+
     /// The config in force.
     pub fn config(&self) -> Config {
         self.lock().config.clone()

@@ -56,6 +56,7 @@ pub struct Metrics {
     connections: Gauge,
     in_flight: Gauge,
     loads: Family<OutcomeLabel, Counter>,
+    components: Gauge,
     front: OnceLock<Arc<Front>>,
 }
 
@@ -132,7 +133,14 @@ impl Metrics {
             "Tenant versions loaded, by compile cache outcome (hit, miss, shared)",
             loads.clone(),
         );
+        let components = Gauge::default();
+        registry.register(
+            "components_in_memory",
+            "Distinct compiled components in memory (freed when no serving version uses them)",
+            components.clone(),
+        );
         Arc::new(Metrics {
+            components,
             registry: Mutex::new(registry),
             requests,
             latency,
@@ -194,6 +202,7 @@ impl Metrics {
             self.connections.set(front.connections() as i64);
             self.in_flight.set(front.in_flight() as i64);
         }
+        self.components.set(control.components_in_memory() as i64);
         for tenant in control.tenants() {
             self.tenant_in_flight
                 .get_or_create(&TenantLabel {
