@@ -235,6 +235,7 @@ async fn serve_config(config: Config) -> anyhow::Result<ExitCode> {
 
 /// Serves until SIGINT or SIGTERM; SIGHUP (and, with `watch`, a change to the config
 /// file) reloads the config.
+#[cfg(unix)]
 async fn wait_for_stop(control: &Arc<Control>, watch: Option<&Path>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut hangup)) = (
@@ -333,4 +334,10 @@ fn log_startup(tenants: &[Arc<Tenant>], started: Instant) {
         ms = started.elapsed().as_secs_f64() * 1e3,
         "all tenants loaded"
     );
+}
+
+/// Without Unix signals: serves until Ctrl-C (reload through the admin API).
+#[cfg(not(unix))]
+async fn wait_for_stop(_control: &Arc<Control>, _watch: Option<&Path>) {
+    let _ = tokio::signal::ctrl_c().await;
 }
