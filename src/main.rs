@@ -8,6 +8,11 @@ use std::time::Instant;
 
 mod cli;
 
+/// Instantiation allocates and frees many small objects per request; mimalloc's
+/// thread-local free lists are measurably faster at that than glibc's malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use outpost_config::{Config, ConfigError};
