@@ -24,12 +24,15 @@ fn example(name: &str) -> PathBuf {
 }
 
 fn runtime(data_dir: &Path) -> Arc<Runtime> {
-    Runtime::new(&NodeConfig {
-        id: "bench".into(),
-        data_dir: data_dir.to_path_buf(),
-        max_instances: 100,
-        watch: false,
-    })
+    Runtime::new(
+        &NodeConfig {
+            id: "bench".into(),
+            data_dir: data_dir.to_path_buf(),
+            max_instances: 100,
+            watch: false,
+        },
+        outpost_bindings::NodeStores::new(data_dir),
+    )
     .expect("engine")
 }
 
@@ -111,7 +114,7 @@ fn stores(c: &mut Criterion) {
     let data = tempfile::tempdir().expect("temp dir");
     let runtime = runtime(data.path());
     let mut kv_config = tenant_config("kv", example("kv-counter"));
-    kv_config.stores.kv = vec!["COUNTS".into()];
+    kv_config.stores.kv = [("COUNTS".to_string(), Default::default())].into();
     let kv = Tenant::load(&runtime, &kv_config).expect("load kv-counter");
     let mut sql_config = tenant_config("sql", example("sql-todo"));
     sql_config.stores.sql = vec!["DB".into()];

@@ -15,6 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use outpost_bindings::NodeStores;
 use outpost_config::{Config, ConfigError};
 use outpost_runtime::{CacheOutcome, Runtime, Tenant, load_tenants};
 use outpost_server::Front;
@@ -170,7 +171,8 @@ async fn serve_config(config: Config) -> anyhow::Result<ExitCode> {
         None => None,
     };
 
-    let runtime = Runtime::new(&config.node)?;
+    let stores = NodeStores::new(&config.node.data_dir);
+    let runtime = Runtime::new(&config.node, stores.clone())?;
     metrics.register(|registry| runtime.register_metrics(registry));
     let loading = {
         let (runtime, metrics, config) = (runtime.clone(), metrics.clone(), config.clone());
@@ -183,10 +185,16 @@ async fn serve_config(config: Config) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    if config.tenants.iter().any(|t| !t.stores.kv.is_empty()) {
+    let uses_sled = config.tenants.iter().any(|t| {
+        t.stores
+            .kv
+            .values()
+            .any(|kind| *kind == outpost_config::KvBackendKind::Sled)
+    });
+    if uses_sled {
         // Open (and lock) the KV database now: a second node on the same data_dir is a
         // start-up error, not a failing request.
-        runtime.stores().kv()?;
+        stores.open_kv_now()?;
     }
     log_startup(&control.tenants(), started);
 
@@ -279,7 +287,7 @@ fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
     let mut tenant_count = 0;
     if let Some(config) = &checked.config {
         tenant_count = config.tenants.len();
-        let runtime = Runtime::new(&config.node)?;
+        let runtime = Runtime::new(&config.node, NodeStores::new(&config.node.data_dir))?;
         let (_, errors) = load_all(&runtime, config);
         problems.extend(errors);
         if let Err(errors) = outpost_server::tls::SniResolver::load(config) {

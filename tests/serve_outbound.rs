@@ -252,7 +252,8 @@ async fn fragments_are_fetched_concurrently_cached_and_fall_back() {
     assert_eq!(
         origin.seen().len(),
         6,
-        "only the failing fragment is fetched again"
+        "only the failing fragment is fetched again; the node logged:\n{}",
+        node.logs()
     );
 
     tokio::time::sleep(Duration::from_millis(2100)).await;

@@ -28,7 +28,7 @@ mod response;
 pub mod stores;
 
 pub use env::Env;
-pub use error::{Error, Result};
+pub use error::{Error, Result, StoreError};
 pub use outpost_sdk_macros::fetch;
 pub use request::{BodyStream, Request};
 pub use response::Response;

@@ -4,7 +4,8 @@
 //! - `cargo xtask build-examples`: installs the wasm target if missing, builds every example
 //! - `cargo xtask demo`: builds everything (release) and serves `config/demo.toml`
 //! - `cargo xtask test`: builds the examples, installs the S3 test server (`s3s-fs`), then
-//!   runs the whole test suite
+//!   runs the whole test suite (the host workspace, its doctests, and the guest SDK's
+//!   unit tests)
 //! - `cargo xtask bench [--only hello,stores,router,cold,density,noisy] [--duration S]`: builds everything
 //!   in release mode and runs the load harness against the peers (docs/benchmarks.md)
 
@@ -39,7 +40,9 @@ fn main() -> anyhow::Result<()> {
             run(cargo(&root)
                 .args(["test", "--workspace", "--all-targets"])
                 .env("OUTPOST_TEST_S3S", s3s))?;
-            run(cargo(&root).args(["test", "--workspace", "--doc"]))
+            run(cargo(&root).args(["test", "--workspace", "--doc"]))?;
+            // The guest SDK's pure logic (errors, ranges, paths) runs natively too.
+            run(cargo(&root).args(["test", "--manifest-path", "guest-sdk/Cargo.toml", "--lib"]))
         }
         "bench" => {
             build_examples(&root)?;

@@ -44,7 +44,8 @@ pub use outbound::Origin;
 pub use route::{HostPattern, Route};
 pub use secrets::Secret;
 pub use stores::{
-    BlobLocation, BlobStore, DEFAULT_S3_ACCESS_KEY_ENV, DEFAULT_S3_SECRET_KEY_ENV, S3Store, Stores,
+    BlobLocation, BlobStore, DEFAULT_S3_ACCESS_KEY_ENV, DEFAULT_S3_SECRET_KEY_ENV, KvBackendKind,
+    S3Store, Stores,
 };
 pub use units::{format_size, parse_duration, parse_size};
 
@@ -585,7 +586,7 @@ impl Validator<'_> {
         };
         let reuse = raw.reuse.is_some_and(Spanned::into_inner);
         let stores = Stores {
-            kv: self.binding_names(raw.kv, "kv", &mut errors),
+            kv: self.kv_bindings(raw.kv, &mut errors),
             sql: self.binding_names(raw.sql, "sql", &mut errors),
             blob: self.blob_stores(&name, raw.blob, &mut errors),
         };
@@ -670,6 +671,80 @@ impl Validator<'_> {
             }
         }
         secrets
+    }
+
+    /// `kv = [...]` (on sled) or `kv = { NAME = "backend" }`.
+    fn kv_bindings(
+        &self,
+        raw: Option<Spanned<toml::Value>>,
+        errors: &mut Vec<ConfigError>,
+    ) -> BTreeMap<String, KvBackendKind> {
+        let Some(raw) = raw else {
+            return BTreeMap::new();
+        };
+        let span = raw.span();
+        let shape = "a list of binding names, or a table of binding name = backend (\"sled\" or \"memory\")";
+        match raw.get_ref() {
+            toml::Value::Array(items) => {
+                let mut names = Vec::new();
+                for item in items {
+                    match item {
+                        toml::Value::String(name) => {
+                            names.push(Spanned::new(span.clone(), name.clone()))
+                        }
+                        _ => {
+                            errors.push(self.error(&raw, "kv", shape));
+                            return BTreeMap::new();
+                        }
+                    }
+                }
+                self.binding_names(Some(Spanned::new(span, names)), "kv", errors)
+                    .into_iter()
+                    .map(|name| (name, KvBackendKind::default()))
+                    .collect()
+            }
+            toml::Value::Table(table) => {
+                let mut bindings = BTreeMap::new();
+                for (name, backend) in table {
+                    let key = format!("kv.{name}");
+                    if !stores::is_binding_name(name) {
+                        errors.push(self.error(&raw, &key, format!(
+                            "`{name}` is not a binding name; use letters, digits and `_`, starting with a letter (at most 63)"
+                        )));
+                        continue;
+                    }
+                    match backend.as_str().and_then(KvBackendKind::from_name) {
+                        Some(kind) => {
+                            bindings.insert(name.clone(), kind);
+                        }
+                        None => {
+                            let known: Vec<String> = KvBackendKind::ALL
+                                .iter()
+                                .map(|(name, _)| format!("\"{name}\""))
+                                .collect();
+                            errors.push(
+                                self.error(
+                                    &raw,
+                                    &key,
+                                    format!(
+                                        "`{}` is not a KV backend; use {}",
+                                        backend
+                                            .as_str()
+                                            .map_or_else(|| backend.to_string(), str::to_string),
+                                        known.join(" or ")
+                                    ),
+                                ),
+                            );
+                        }
+                    }
+                }
+                bindings
+            }
+            _ => {
+                errors.push(self.error(&raw, "kv", shape));
+                BTreeMap::new()
+            }
+        }
     }
 
     /// `kv = [...]` or `sql = [...]`: unique identifiers.

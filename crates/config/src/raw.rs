@@ -73,7 +73,9 @@ pub(crate) struct RawTenant {
     pub vars: BTreeMap<String, Spanned<toml::Value>>,
     pub limits: Option<Spanned<RawLimits>>,
     pub reuse: Option<Spanned<bool>>,
-    pub kv: Option<Spanned<Vec<Spanned<String>>>>,
+    /// A list of names, or a table of name = backend; validated by hand (serde's
+    /// untagged enums lose the spans that errors need).
+    pub kv: Option<Spanned<toml::Value>>,
     pub sql: Option<Spanned<Vec<Spanned<String>>>>,
     /// Binding name → URL string or a table; validated by hand for clear messages.
     #[serde(default)]

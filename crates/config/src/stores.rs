@@ -13,12 +13,38 @@ pub const DEFAULT_S3_SECRET_KEY_ENV: &str = "AWS_SECRET_ACCESS_KEY";
 /// The stores a tenant's guest may open, by binding name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stores {
-    /// `kv = ["SESSIONS"]`: key-value namespaces in the node's KV database.
-    pub kv: Vec<String>,
+    /// `kv = ["SESSIONS"]` (on sled) or `kv = { SESSIONS = "sled", CACHE = "memory" }`.
+    pub kv: BTreeMap<String, KvBackendKind>,
     /// `sql = ["DB"]`: one SQLite file each.
     pub sql: Vec<String>,
     /// `blob = { ASSETS = "…" }`: object stores.
     pub blob: BTreeMap<String, BlobStore>,
+}
+
+/// Which backend holds a KV binding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KvBackendKind {
+    /// The node's sled database under `data_dir/kv`: durable, the default.
+    #[default]
+    Sled,
+    /// Process memory, capped per binding and gone at restart: caches and scratch state.
+    Memory,
+}
+
+impl KvBackendKind {
+    /// Every backend, by the name the config uses.
+    pub const ALL: [(&'static str, KvBackendKind); 2] = [
+        ("sled", KvBackendKind::Sled),
+        ("memory", KvBackendKind::Memory),
+    ];
+
+    /// The backend a config name means.
+    pub fn from_name(name: &str) -> Option<KvBackendKind> {
+        Self::ALL
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, kind)| *kind)
+    }
 }
 
 /// One blob binding: where its objects live.

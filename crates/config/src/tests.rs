@@ -197,7 +197,17 @@ blob = { ASSETS = {}, LOCAL = "file://./assets", TMP = "memory://", MEDIA = { ur
 fn store_bindings_parse_with_defaults_under_data_dir() {
     let config = Config::parse(STORES, Path::new("conf/node.toml")).unwrap();
     let tenant = &config.tenants[0];
-    assert_eq!(tenant.stores.kv, ["SESSIONS", "CACHE"]);
+    assert_eq!(
+        tenant.stores.kv.keys().collect::<Vec<_>>(),
+        ["CACHE", "SESSIONS"]
+    );
+    assert!(
+        tenant
+            .stores
+            .kv
+            .values()
+            .all(|kind| *kind == KvBackendKind::Sled)
+    );
     assert_eq!(tenant.stores.sql, ["DB"]);
     assert_eq!(tenant.limits.sql_size, 10 << 20);
     let blob = &tenant.stores.blob;
@@ -222,10 +232,30 @@ fn store_bindings_parse_with_defaults_under_data_dir() {
 }
 
 #[test]
+fn kv_bindings_may_name_their_backend() {
+    let source = "[[tenant]]\nname = \"shop\"\ncomponent = \"s.wasm\"\nroutes = [\"/\"]\nkv = { SESSIONS = \"sled\", CACHE = \"memory\" }\n";
+    let config = Config::parse(source, Path::new("node.toml")).unwrap();
+    let kv = &config.tenants[0].stores.kv;
+    assert_eq!(kv["SESSIONS"], KvBackendKind::Sled);
+    assert_eq!(kv["CACHE"], KvBackendKind::Memory);
+    assert_eq!(kv.len(), 2);
+}
+
+#[test]
 fn bad_store_bindings_name_the_key() {
     let base = "[[tenant]]\nname = \"shop\"\ncomponent = \"s.wasm\"\nroutes = [\"/\"]\n";
     let cases = [
         ("kv = [\"A\", \"A\"]", "kv", "listed twice"),
+        (
+            "kv = { A = \"redis\" }",
+            "kv.A",
+            "not a KV backend; use \"sled\" or \"memory\"",
+        ),
+        (
+            "kv = { bad-name = \"memory\" }",
+            "kv.bad-name",
+            "not a binding name",
+        ),
         ("sql = [\"bad-name\"]", "sql", "not a binding name"),
         (
             "blob = { X = \"ftp://x\" }",

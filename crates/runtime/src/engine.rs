@@ -47,9 +47,6 @@ pub enum RuntimeError {
         /// Why.
         source: std::io::Error,
     },
-    /// A node store (the KV database) cannot be opened.
-    #[error(transparent)]
-    Stores(#[from] outpost_bindings::StoresError),
 }
 
 /// A component compiled once per process, or why it could not be.
@@ -69,8 +66,9 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Builds the engine for a node with `node.max_instances` instance slots.
-    pub fn new(node: &NodeConfig) -> Result<Arc<Runtime>, RuntimeError> {
+    /// Builds the engine for a node with `node.max_instances` instance slots; tenants'
+    /// bindings come from `stores`, which the embedder built.
+    pub fn new(node: &NodeConfig, stores: Arc<NodeStores>) -> Result<Arc<Runtime>, RuntimeError> {
         let engine = Engine::new(&engine_config(node.max_instances))
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
@@ -88,7 +86,7 @@ impl Runtime {
             linker,
             cache,
             loaded: Mutex::new(HashMap::new()),
-            stores: NodeStores::new(&node.data_dir),
+            stores,
             meters: Default::default(),
             _ticker: ticker,
         }))
@@ -98,12 +96,7 @@ impl Runtime {
     /// operations) to the node's metrics.
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         self.meters.register(registry);
-        self.stores.register_metrics(registry);
-    }
-
-    /// The node's stores.
-    pub fn stores(&self) -> &Arc<NodeStores> {
-        &self.stores
+        self.stores.meters().register(registry);
     }
 
     /// Loads `wasm` through the on-disk compile cache only, bypassing the in-process
@@ -193,10 +186,9 @@ fn add_interfaces(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     // wasi:cli/environment (for vars) and wasi:filesystem even in HTTP components. The
     // context grants no preopened directories and no sockets, so they reach nothing.
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     wasmtime_wasi::p3::add_to_linker(linker)?;
-    wasmtime_wasi_http::p3::add_to_linker(linker)?;
-    outpost_bindings::add_to_linker(linker, GuestState::bindings_view)?;
+    outpost_bindings::http::add_to_linker(linker)?;
+    outpost_bindings::add_to_linker(linker)?;
     Ok(())
 }
 

@@ -1,16 +1,20 @@
-//! What each instance's `Store` holds: WASI and wasi:http contexts, the resource limiter,
-//! and the slot naming the request it serves.
+//! What each instance's `Store` holds: WASI and wasi:http contexts, the tenant's
+//! bindings, the resource limiter, and the slot naming the request it serves. It hands
+//! each capability its view (`KvView`, `SqlView`, `BlobView`, `WasiHttpView`).
 
-use outpost_bindings::{BindingsView, TenantBindings};
+use outpost_bindings::TenantBindings;
+use outpost_bindings::blob::{BlobCtxView, BlobView};
+use outpost_bindings::http::{OutboundHooks, SubrequestCounter};
+use outpost_bindings::kv::{KvCtxView, KvView};
+use outpost_bindings::sql::{SqlCtxView, SqlView};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::lanes::{LaneSlot, Lanes};
-use crate::outbound::Outbound;
 use crate::scope::{LimitHit, ScopeSlot};
 
 /// A store's data.
@@ -18,7 +22,7 @@ pub(crate) struct GuestState {
     pub(crate) table: ResourceTable,
     pub(crate) wasi: WasiCtx,
     pub(crate) http: WasiHttpCtx,
-    pub(crate) hooks: OutboundPolicy,
+    pub(crate) hooks: OutboundHooks,
     pub(crate) limiter: GuestLimiter,
     pub(crate) scope: ScopeSlot,
     /// The tenant's lanes, and the one this instance holds while it computes.
@@ -30,13 +34,30 @@ pub(crate) struct GuestState {
     pub(crate) bindings: Arc<TenantBindings>,
 }
 
-impl GuestState {
-    /// What the `outpost:edge` host calls see.
-    pub(crate) fn bindings_view(&mut self) -> BindingsView<'_> {
-        BindingsView {
-            bindings: &self.bindings,
+impl KvView for GuestState {
+    fn kv(&mut self) -> KvCtxView<'_> {
+        KvCtxView {
+            ctx: &self.bindings.kv,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl SqlView for GuestState {
+    fn sql(&mut self) -> SqlCtxView<'_> {
+        SqlCtxView {
+            ctx: &self.bindings.sql,
             table: &mut self.table,
             deadline: self.scope.get().map(|scope| scope.deadline),
+        }
+    }
+}
+
+impl BlobView for GuestState {
+    fn blob(&mut self) -> BlobCtxView<'_> {
+        BlobCtxView {
+            ctx: &self.bindings.blob,
+            table: &mut self.table,
         }
     }
 }
@@ -60,53 +81,11 @@ impl WasiHttpView for GuestState {
     }
 }
 
-/// Outbound HTTP: the tenant's listed origins, or nothing at all. A guest must never
-/// reach the node's network (or the internet) unless its operator said so.
-pub(crate) struct OutboundPolicy {
-    pub(crate) outbound: Option<Arc<Outbound>>,
-    pub(crate) scope: ScopeSlot,
-}
-
-type SendFuture = Box<
-    dyn Future<
-            Output = Result<
-                (
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                ),
-                wasmtime_wasi_http::Error,
-            >,
-        > + Send,
->;
-
-impl WasiHttpHooks for OutboundPolicy {
-    fn send_request(
-        &mut self,
-        request: http::Request<WasiBody>,
-        options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> SendFuture {
-        use wasmtime_wasi_http::Error;
-        let Some(outbound) = self.outbound.clone() else {
-            return Box::new(async { Err(Error::HttpRequestDenied) });
-        };
-        let max = outbound.max_subrequests;
-        if let Some(scope) = self.scope.get()
-            && scope.subrequests.fetch_add(1, Ordering::Relaxed) >= max
-        {
-            return Box::new(async move {
-                Err(Error::InternalError(Some(format!(
-                    "a request may make at most {max} subrequests (limits.subrequests)"
-                ))))
-            });
-        }
-        let first_byte = options.and_then(|o| o.first_byte_timeout);
-        Box::new(async move {
-            let response = outbound.send(request, first_byte).await?;
-            let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
-                Box::new(async { Ok(()) });
-            Ok((response, done))
-        })
+/// The request an instance serves is the one whose subrequests count.
+impl SubrequestCounter for ScopeSlot {
+    fn count(&self) -> u32 {
+        self.get()
+            .map_or(0, |scope| scope.subrequests.fetch_add(1, Ordering::Relaxed))
     }
 }
 

@@ -13,7 +13,6 @@ mod guest_log;
 mod guest_state;
 mod lanes;
 mod meters;
-mod outbound;
 mod scope;
 mod tenant;
 

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use outpost_bindings::http::OutboundHooks;
 use outpost_bindings::{StoresError, TenantBindings};
 use outpost_config::{Limits, Location, TenantConfig};
 use tokio::sync::Semaphore;
@@ -28,10 +29,9 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpView};
 use crate::compile_cache::{CacheOutcome, hex};
 use crate::engine::{MAX_TABLE_ELEMENTS, Runtime};
 use crate::guest_log::{GuestLog, GuestStream};
-use crate::guest_state::{GuestLimiter, GuestState, OutboundPolicy};
+use crate::guest_state::{GuestLimiter, GuestState};
 use crate::lanes::{Lanes, lanes_per_tenant};
 use crate::meters::TenantMeters;
-use crate::outbound::Outbound;
 use crate::scope::{LimitExceeded, LimitHit, RequestScope, ScopeSlot};
 
 /// With `reuse = true`, an instance serves at most this many requests, then is replaced
@@ -199,30 +199,24 @@ impl Tenant {
                 error,
             })
         };
-        let bindings = runtime
-            .stores
-            .tenant(
-                &config.name,
-                &config.stores,
-                config.limits.memory,
-                config.limits.sql_size,
-            )
-            .map_err(|e| match e {
-                StoresError::Blob {
-                    tenant,
-                    binding,
-                    at,
-                    reason,
-                } => Box::new(TenantLoadError {
-                    tenant,
-                    key: format!("blob.{binding}"),
-                    at,
-                    error: LoadError::Binding { reason },
-                }),
-                other => located(LoadError::Binding {
-                    reason: other.to_string(),
-                }),
-            })?;
+        let bindings = runtime.stores.tenant(config).map_err(|e| match e {
+            StoresError::Blob {
+                tenant,
+                binding,
+                at,
+                source,
+            } => Box::new(TenantLoadError {
+                tenant,
+                key: format!("blob.{binding}"),
+                at,
+                error: LoadError::Binding {
+                    reason: source.to_string(),
+                },
+            }),
+            other => located(LoadError::Binding {
+                reason: other.to_string(),
+            }),
+        })?;
         let (component, cache, hash, code) = runtime.component(wasm).map_err(|reason| {
             located(LoadError::NotAComponent {
                 path: origin.to_path_buf(),
@@ -265,9 +259,7 @@ impl Tenant {
                 .collect(),
             reuse: config.reuse,
             pre,
-            bindings,
-            outbound: (!config.outbound.is_empty())
-                .then(|| Outbound::new(config.outbound.clone(), &config.limits)),
+            bindings: Arc::new(bindings),
             meters: runtime.meters.tenant(&config.name),
         };
         instances.trial_instantiate().map_err(|e| {
@@ -415,9 +407,8 @@ struct TenantInstances {
     vars: Vec<(String, String)>,
     reuse: bool,
     pre: ProxyPre<GuestState>,
+    /// Its stores and outbound client.
     bindings: Arc<TenantBindings>,
-    /// The tenant's outbound origins and connection pool, if it lists any.
-    outbound: Option<Arc<Outbound>>,
     meters: TenantMeters,
 }
 
@@ -441,10 +432,7 @@ impl TenantInstances {
             table: ResourceTable::new(),
             wasi,
             http: WasiHttpCtx::new(),
-            hooks: OutboundPolicy {
-                outbound: self.outbound.clone(),
-                scope: scope.clone(),
-            },
+            hooks: OutboundHooks::new(self.bindings.outbound.clone(), Box::new(scope.clone())),
             limiter: GuestLimiter {
                 memory_bytes: self.limits.memory as usize,
                 table_elements: MAX_TABLE_ELEMENTS,

@@ -9,14 +9,13 @@
 //! Mounted under a path route, set `vars = { BASE_PATH = "/blob" }`.
 
 use outpost_sdk::stores::blob::{List, ObjectInfo, Put, Range};
-use outpost_sdk::{Env, Error, Request, Response, Result};
+use outpost_sdk::{Env, Error, Request, Response, Result, StoreError};
 
 #[outpost_sdk::fetch]
 async fn fetch(req: Request, env: Env) -> Result<Response> {
     let files = env.blob("FILES")?;
     let base = env.var("BASE_PATH").unwrap_or_default();
     let path = req.path_after(&base).to_string();
-    let refused = Error::bad_request_if_invalid;
     if path == "/files" || path == "/files/" {
         if req.method().as_str() != "GET" {
             return Err(Error::new(405, "method not allowed"));
@@ -33,7 +32,7 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
                 limit,
             })
             .await
-            .map_err(refused)?;
+            ?;
         return Response::json(&listing);
     }
     let Some(raw_key) = path.strip_prefix("/files/") else {
@@ -56,7 +55,7 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
             let info = files
                 .put_stream(&key, req.into_stream(), options)
                 .await
-                .map_err(refused)?;
+                ?;
             Ok(Response::json(&info)?.with_status(201))
         }
         "GET" => {
@@ -70,16 +69,15 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
             let object = match files.get_range(&key, range).await {
                 Ok(found) => found.ok_or_else(Error::not_found)?,
                 // A range the object cannot satisfy: 416 with the object's size, as HTTP
-                // asks. (A bad key fails `head` too, and stays a 400.)
-                Err(e) if range.is_some() && e.is_invalid_argument() => {
-                    return match files.head(&key).await {
-                        Ok(Some(info)) => Ok(Response::text(e.message().to_string())
-                            .with_status(416)
-                            .with_header("content-range", format!("bytes */{}", info.size))),
-                        _ => Err(refused(e)),
-                    };
+                // asks.
+                Err(Error::Store(StoreError::RangeNotSatisfiable { size })) => {
+                    return Ok(Response::text(format!(
+                        "the range cannot be satisfied: the object is {size} bytes"
+                    ))
+                    .with_status(416)
+                    .with_header("content-range", format!("bytes */{size}")));
                 }
-                Err(e) => return Err(refused(e)),
+                Err(e) => return Err(e),
             };
             let status = if range.is_some() { 206 } else { 200 };
             let content_range = object.content_range();
@@ -94,13 +92,13 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
             let info = files
                 .head(&key)
                 .await
-                .map_err(refused)?
+                ?
                 .ok_or_else(Error::not_found)?;
             Ok(headers(Response::new(200), &info)
                 .with_header("content-length", info.size.to_string()))
         }
         "DELETE" => {
-            files.delete(&key).await.map_err(refused)?;
+            files.delete(&key).await?;
             Ok(Response::new(204))
         }
         _ => Err(Error::new(405, "method not allowed")),

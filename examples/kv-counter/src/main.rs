@@ -30,8 +30,6 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
             })
             .transpose()
     };
-    // A store's refusal of the arguments (a limit, a bad cursor) is the client's fault.
-    let refused = Error::bad_request_if_invalid;
     match (req.method().as_str(), req.path_after(&base)) {
         ("GET", "/") => {
             let count = kv.increment("counter", 1, None).await?;
@@ -42,10 +40,10 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
             let value = param("value").unwrap_or_default();
             kv.put_with(&key()?, value, Put::default().ttl(ttl as u64))
                 .await
-                .map_err(refused)?;
+                ?;
             Ok(Response::text("stored"))
         }
-        ("GET", "/get") => match kv.get(&key()?).await.map_err(refused)? {
+        ("GET", "/get") => match kv.get(&key()?).await? {
             Some(value) => Ok(Response::bytes(value)),
             None => Err(Error::not_found()),
         },
@@ -53,7 +51,7 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
             let entry = kv
                 .get_entry(&key()?)
                 .await
-                .map_err(refused)?
+                ?
                 .ok_or_else(Error::not_found)?;
             Response::json(&json!({
                 "value": String::from_utf8_lossy(&entry.value),
@@ -71,7 +69,7 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
                     limit,
                 })
                 .await
-                .map_err(refused)?;
+                ?;
             let keys: Vec<_> = page
                 .keys
                 .iter()
@@ -99,17 +97,17 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
                 options = options.metadata(metadata);
             }
             let value = req.bytes().await?;
-            let version = kv.put_with(&key, value, options).await.map_err(refused)?;
+            let version = kv.put_with(&key, value, options).await?;
             Response::json(&json!({ "version": version }))
         }
         ("DELETE", "/delete") => {
-            kv.delete(&key()?).await.map_err(refused)?;
+            kv.delete(&key()?).await?;
             Ok(Response::new(204))
         }
         ("POST", "/incr") => {
             let delta = number("delta")?.unwrap_or(1);
             let ttl = number("ttl")?.map(|t| t as u64);
-            let value = kv.increment(&key()?, delta, ttl).await.map_err(refused)?;
+            let value = kv.increment(&key()?, delta, ttl).await?;
             Ok(Response::text(value.to_string()))
         }
         ("POST", "/cas") => {
@@ -119,7 +117,7 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
             match kv
                 .compare_and_swap(&key, version, value, Put::default())
                 .await
-                .map_err(refused)?
+                ?
             {
                 Swap::Swapped(version) => Response::json(&json!({ "version": version })),
                 Swap::Conflict(current) => {

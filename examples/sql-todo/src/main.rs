@@ -8,7 +8,7 @@
 //! `vars = { BASE_PATH = "/sql" }`.
 
 use outpost_sdk::stores::sql::{Row, Sql, Statement, Value};
-use outpost_sdk::{Env, Error, Request, Response, Result, params};
+use outpost_sdk::{Env, Error, Request, Response, Result, StoreError, params};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -146,7 +146,7 @@ fn check_title(title: &str) -> Result<()> {
 /// Runs a statement, creating the table the first time it is missing.
 async fn query(db: &Sql, sql: &str, params: Vec<Value>) -> Result<outpost_sdk::stores::sql::Rows> {
     match db.query(sql, params.clone()).await {
-        Err(e) if e.message().contains("no such table") => {
+        Err(Error::Store(StoreError::NotFound(_))) => {
             ensure_table(db).await?;
             db.query(sql, params).await
         }

@@ -202,24 +202,16 @@ impl Bucket {
         self.get_range(key, None).await
     }
 
-    /// The object at `key`, or part of it. A range past the end is an error whose
-    /// message says "range" (answer 416).
+    /// The object at `key`, or part of it. A range past the end fails with
+    /// [`StoreError::RangeNotSatisfiable`](crate::StoreError::RangeNotSatisfiable), which
+    /// answers 416 if returned.
     pub async fn get_range(&self, key: &str, range: Option<Range>) -> Result<Option<Object>> {
         let range = range.map(|r| match r {
             Range::From(offset) => host::ByteRange::Offset(offset),
             Range::Bounded { offset, length } => host::ByteRange::Bounded((offset, length)),
             Range::Suffix(length) => host::ByteRange::Suffix(length),
         });
-        let found = self.bucket.get(key, range).map_err(|e| {
-            let unsatisfiable =
-                matches!(&e, host::Error::InvalidArgument(text) if text.contains("range"));
-            let error = self.fail("get", key)(e);
-            if unsatisfiable {
-                error.with_status(416)
-            } else {
-                error
-            }
-        })?;
+        let found = self.bucket.get(key, range).map_err(self.fail("get", key))?;
         Ok(found.map(|o| Object {
             info: o.info.into(),
             range_offset: o.range_offset,

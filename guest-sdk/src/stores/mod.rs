@@ -1,9 +1,14 @@
 //! The tenant's stores: KV, SQL and blobs, opened by the binding names its config
 //! declares (`env.kv("SESSIONS")`, `env.sql("DB")`, `env.blob("ASSETS")`).
 //!
-//! Every call is `async` as on Workers. A store error is an [`Error`](crate::Error) that
-//! answers 500 if returned from the handler (its text goes to the node's log); match on
-//! it to handle it yourself.
+//! Calls are `async`, as on Workers, so code reads the same when WASI 0.3 makes them
+//! truly concurrent; today each runs to completion before the next starts (the host
+//! imports are synchronous), so `join!` on two store calls runs them one after the
+//! other. Outbound `fetch` calls do run concurrently.
+//!
+//! A failed call is [`Error::Store`](crate::Error::Store) with a
+//! [`StoreError`](crate::StoreError) to `match` on; returned from the handler it answers
+//! by its kind (400 for an invalid argument or a limit, 416 for a range, else 500).
 
 pub mod blob;
 pub mod kv;
@@ -23,14 +28,23 @@ mod wit {
 
 use wit::outpost::edge::types::Error as HostError;
 
-/// Makes a host error an SDK error, saying which operation failed.
+use crate::StoreError;
+
+/// Makes a host error the SDK's, saying which operation failed.
 fn store_error(what: std::fmt::Arguments<'_>, error: HostError) -> crate::Error {
-    match error {
-        HostError::InvalidArgument(text) => {
-            crate::Error::invalid_argument(format!("{what}: {text}"))
-        }
-        HostError::NoSuchBinding(text) | HostError::Store(text) => {
-            crate::Error::internal(format!("{what}: {text}"))
-        }
-    }
+    let with = |text: String| format!("{what}: {text}");
+    crate::Error::Store(match error {
+        HostError::NoSuchBinding(text) => StoreError::NotDeclared(with(text)),
+        HostError::NotFound(text) => StoreError::NotFound(with(text)),
+        HostError::InvalidArgument(text) => StoreError::InvalidArgument(with(text)),
+        HostError::LimitExceeded(hit) => StoreError::LimitExceeded {
+            limit: hit.limit,
+            reason: with(hit.reason),
+        },
+        HostError::RangeNotSatisfiable(size) => StoreError::RangeNotSatisfiable { size },
+        HostError::Full(text) => StoreError::Full(with(text)),
+        HostError::Deadline => StoreError::Deadline,
+        HostError::Unavailable(text) => StoreError::Unavailable(with(text)),
+        HostError::Store(text) => StoreError::Failed(with(text)),
+    })
 }

@@ -15,9 +15,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
-use super::{BlobBinding, Sidecar, store_error};
-use crate::GuestError;
+use super::BlobBucket;
+use super::bucket::store_error;
+use super::file::{FileStore, Sidecar};
 use crate::generated::outpost::edge::blob::ObjectInfo;
+use crate::{EdgeError, EdgeResult};
 
 /// Most bytes one `write` may carry (what `check-write` grants).
 const CHUNK: usize = 64 * 1024;
@@ -30,12 +32,12 @@ const PART_BYTES: usize = 8 * 1024 * 1024;
 pub struct Upload {
     body: Option<UploadStream>,
     commit: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<ObjectInfo, GuestError>>,
+    task: tokio::task::JoinHandle<EdgeResult<ObjectInfo>>,
 }
 
 impl Upload {
     pub(super) fn start(
-        bucket: Arc<BlobBinding>,
+        bucket: Arc<BlobBucket>,
         key: String,
         path: Path,
         attributes: Attributes,
@@ -46,7 +48,7 @@ impl Upload {
         let task = tokio::spawn(async move {
             let store = bucket.store.clone();
             let mut writer = BufWriter::with_capacity(store, path.clone(), PART_BYTES)
-                .with_attributes(if bucket.file {
+                .with_attributes(if bucket.file.is_some() {
                     Attributes::new()
                 } else {
                     attributes
@@ -60,17 +62,17 @@ impl Upload {
             if committed.await.is_err() {
                 // Dropped without `finish`: nothing becomes visible.
                 let _ = writer.abort().await;
-                return Err(GuestError::Store("the upload was discarded".into()));
+                return Err(EdgeError::store("the upload was discarded"));
             }
             if let Err(e) = writer.shutdown().await {
-                return Err(GuestError::Store(format!(
+                return Err(EdgeError::store(format!(
                     "blob: storing `{key}` failed: {e}"
                 )));
             }
             let meta = bucket.store.head(&path).await.map_err(store_error)?;
             if let Some(mut sidecar) = sidecar {
                 sidecar.etag = meta.e_tag.clone();
-                let sidecar_path = BlobBinding::sidecar_path(&key);
+                let sidecar_path = FileStore::sidecar_path(&key);
                 if sidecar.content_type.is_none() && sidecar.metadata.is_empty() {
                     match bucket.store.delete(&sidecar_path).await {
                         Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -78,7 +80,7 @@ impl Upload {
                     }
                 } else {
                     let json = serde_json::to_vec(&sidecar)
-                        .map_err(|e| GuestError::Store(format!("blob: {e}")))?;
+                        .map_err(|e| EdgeError::store(format!("blob: {e}")))?;
                     bucket
                         .store
                         .put(&sidecar_path, json.into())
@@ -86,11 +88,9 @@ impl Upload {
                         .map_err(store_error)?;
                 }
             }
-            let mut written = vec![path];
-            if bucket.file {
-                written.push(BlobBinding::sidecar_path(&key));
+            if let Some(file) = &bucket.file {
+                file.sync(vec![path, FileStore::sidecar_path(&key)]).await?;
             }
-            bucket.sync(written).await?;
             Ok(bucket.info(&key, &meta, &Attributes::new()).await)
         });
         Upload {
@@ -109,7 +109,7 @@ impl Upload {
     }
 
     /// Ends the body (the guest has dropped its stream) and stores the object.
-    pub(super) async fn finish(mut self) -> Result<ObjectInfo, GuestError> {
+    pub(super) async fn finish(mut self) -> EdgeResult<ObjectInfo> {
         // An untaken body is an empty object.
         self.body = None;
         if let Some(commit) = self.commit.take() {
@@ -117,7 +117,7 @@ impl Upload {
         }
         match (&mut self.task).await {
             Ok(outcome) => outcome,
-            Err(e) => Err(GuestError::Store(format!(
+            Err(e) => Err(EdgeError::store(format!(
                 "blob: the upload task failed: {e}"
             ))),
         }

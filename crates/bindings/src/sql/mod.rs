@@ -1,650 +1,85 @@
-//! SQL databases: one SQLite file per tenant binding (D1's model).
+//! SQL databases (D1's model): `query`, `execute` and `batch` with typed parameters.
 //!
-//! Connections open on first use and close after [`IDLE_CLOSE`] without use, so a node
-//! with 1,000 tenants holds only the databases in use. SQLite calls block, so each runs
-//! on tokio's blocking pool, never on an async worker thread.
+//! The capability's four parts: [`SqlCtx`] (one tenant's bindings, each on a
+//! [`SqlBackend`], with its size cap and memory limit), [`SqlCtxView`], [`SqlView`] and
+//! [`add_to_linker`]. The backend is SQLite (`sqlite.rs`, with its `authorizer.rs`).
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak, mpsc};
-use std::time::{Duration, Instant};
+mod authorizer;
+mod database;
+mod host;
+mod sqlite;
 
-use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
-use rusqlite::limits::Limit;
-use rusqlite::{Connection, OpenFlags};
-use wasmtime::component::Resource;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
 
-use crate::generated::outpost::edge::sql::{
-    Execution, Host, HostDatabase, Rows, Statement, StatementResult, Value,
+use wasmtime::component::{HasData, Linker, ResourceTable};
+
+pub use database::{
+    SqlBackend, SqlDatabase, SqlError, Statement, StatementLimits, StatementResult, Value,
 };
-use crate::{BindingsView, GuestError};
+pub use sqlite::{IDLE_CLOSE, SqliteDatabases};
 
-/// A connection unused this long is closed.
-pub const IDLE_CLOSE: Duration = Duration::from_secs(30);
-/// How long a statement waits for another connection's write lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// SQLite VM instructions between deadline checks.
-const PROGRESS_OPS: i32 = 4_000;
-/// `PRAGMA`s a guest may run: introspection and harmless tuning. Everything else (say
-/// `journal_mode`, `synchronous`, `max_page_count`, `writable_schema`) is the node's.
-const ALLOWED_PRAGMAS: &[&str] = &[
-    "table_info",
-    "table_xinfo",
-    "table_list",
-    "index_list",
-    "index_info",
-    "index_xinfo",
-    "foreign_key_list",
-    "foreign_keys",
-    "foreign_key_check",
-    "defer_foreign_keys",
-    "user_version",
-    "optimize",
-    "integrity_check",
-    "quick_check",
-    "page_count",
-    "page_size",
-    "freelist_count",
-    "data_version",
-    "collation_list",
-    "function_list",
-];
+use crate::meters::StoreMeters;
 
-/// Every SQLite database of the node, open or not.
-pub struct SqlDatabases {
-    dir: PathBuf,
-    idle_close: Duration,
-    databases: Mutex<HashMap<String, Arc<SqlDb>>>,
+/// One tenant's SQL bindings.
+pub struct SqlCtx {
+    tenant: String,
+    bindings: BTreeMap<String, Arc<dyn SqlBackend>>,
+    /// Bytes each database may grow to (`limits.sql_size`).
+    max_database_bytes: u64,
+    /// No result is built larger than the guest could hold (`limits.memory`).
+    max_result_bytes: u64,
+    meters: StoreMeters,
 }
 
-/// One tenant binding's database file.
-struct SqlDb {
-    path: PathBuf,
-    max_bytes: u64,
-    connection: Mutex<Option<Connection>>,
-    /// The queue of this database's own thread, which runs its statements one after
-    /// another. Under load the thread drains many queued statements in one go, where a
-    /// blocking-pool task per statement would cost two thread hand-offs each (and show
-    /// in the tail latency). `None` until first use; the thread ends when idle.
-    worker: Mutex<Option<mpsc::Sender<Job>>>,
-    last_used: Mutex<Instant>,
-    /// When the running statement must stop: nanoseconds after [`clock_base`], 0 = none.
-    deadline: Arc<AtomicU64>,
-    /// Set while the host itself prepares statements (BEGIN/COMMIT of a batch).
-    host_statement: Arc<AtomicBool>,
-}
-
-/// Work for a database's thread.
-type Job = Box<dyn FnOnce() + Send>;
-
-/// How long a database's thread waits for work before it ends.
-const WORKER_IDLE: Duration = Duration::from_secs(10);
-
-fn clock_base() -> Instant {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(Instant::now)
-}
-
-fn as_nanos(at: Instant) -> u64 {
-    at.saturating_duration_since(clock_base()).as_nanos() as u64
-}
-
-impl SqlDatabases {
-    /// Databases live under `dir`; idle ones close after [`IDLE_CLOSE`].
-    pub fn new(dir: PathBuf) -> Arc<SqlDatabases> {
-        SqlDatabases::with_idle_close(dir, IDLE_CLOSE)
-    }
-
-    /// As [`SqlDatabases::new`], closing connections after `idle_close` unused.
-    pub fn with_idle_close(dir: PathBuf, idle_close: Duration) -> Arc<SqlDatabases> {
-        let databases = Arc::new(SqlDatabases {
-            dir,
-            idle_close,
-            databases: Mutex::new(HashMap::new()),
-        });
-        let weak = Arc::downgrade(&databases);
-        let every = (idle_close / 4).max(Duration::from_millis(50));
-        let spawned = std::thread::Builder::new()
-            .name("outpost-sql-reaper".into())
-            .spawn(move || reap_idle(&weak, every));
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "cannot start the SQL idle reaper; connections stay open");
-        }
-        databases
-    }
-
-    /// How many database connections are open now.
-    pub fn open_count(&self) -> usize {
-        self.lock()
-            .values()
-            .filter(|db| db.connection.lock().is_ok_and(|c| c.is_some()))
-            .count()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SqlDb>>> {
-        self.databases.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn database(&self, tenant: &str, binding: &str, max_bytes: u64) -> Arc<SqlDb> {
-        let key = format!("{tenant}/{binding}");
-        self.lock()
-            .entry(key)
-            .or_insert_with(|| {
-                Arc::new(SqlDb {
-                    path: self.dir.join(tenant).join(format!("{binding}.sqlite")),
-                    max_bytes,
-                    connection: Mutex::new(None),
-                    worker: Mutex::new(None),
-                    last_used: Mutex::new(Instant::now()),
-                    deadline: Arc::new(AtomicU64::new(0)),
-                    host_statement: Arc::new(AtomicBool::new(false)),
-                })
-            })
-            .clone()
-    }
-}
-
-fn reap_idle(databases: &Weak<SqlDatabases>, every: Duration) {
-    loop {
-        std::thread::sleep(every);
-        let Some(databases) = databases.upgrade() else {
-            return;
-        };
-        let all: Vec<Arc<SqlDb>> = databases.lock().values().cloned().collect();
-        for db in all {
-            let idle = db
-                .last_used
-                .lock()
-                .map_or(Duration::ZERO, |at| at.elapsed());
-            if idle < databases.idle_close {
-                continue;
-            }
-            // try_lock: a database in use is not idle.
-            if let Ok(mut connection) = db.connection.try_lock()
-                && let Some(open) = connection.take()
-                && let Err((_, e)) = open.close()
-            {
-                tracing::warn!(path = %db.path.display(), error = %e, "closing an idle SQLite database failed");
-            }
+impl SqlCtx {
+    /// The bindings `tenant` declared, by name, with its size and memory limits.
+    pub fn new(
+        tenant: &str,
+        bindings: BTreeMap<String, Arc<dyn SqlBackend>>,
+        max_database_bytes: u64,
+        max_result_bytes: u64,
+        meters: StoreMeters,
+    ) -> SqlCtx {
+        SqlCtx {
+            tenant: tenant.to_string(),
+            bindings,
+            max_database_bytes,
+            max_result_bytes,
+            meters,
         }
     }
 }
 
-/// A statement's failure as the guest sees it.
-fn sql_error(error: rusqlite::Error) -> String {
-    match error {
-        rusqlite::Error::SqliteFailure(e, _)
-            if e.code == rusqlite::ErrorCode::OperationInterrupted =>
-        {
-            "the statement was stopped: the request's deadline passed".into()
-        }
-        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::DiskFull => {
-            "the database is full: it reached the tenant's sql_size limit".into()
-        }
-        other => other.to_string(),
-    }
+/// What a SQL host call sees.
+pub struct SqlCtxView<'a> {
+    /// The tenant's bindings.
+    pub ctx: &'a SqlCtx,
+    /// The instance's resource table.
+    pub table: &'a mut ResourceTable,
+    /// When the current request must be done: statements are interrupted after it.
+    pub deadline: Option<Instant>,
 }
 
-impl SqlDb {
-    fn open(&self) -> Result<Connection, String> {
-        if let Some(parent) = self.path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-        }
-        let connection = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
-        self.configure(connection)
-            .map_err(|e| format!("cannot configure {}: {e}", self.path.display()))
-    }
-
-    fn configure(&self, mut connection: Connection) -> rusqlite::Result<Connection> {
-        connection.busy_timeout(BUSY_TIMEOUT)?;
-        // WAL: readers do not block the writer; FULL: a commit is on disk when it returns.
-        connection.pragma_update(None, "journal_mode", "wal")?;
-        connection.pragma_update(None, "synchronous", "full")?;
-        connection.pragma_update(None, "foreign_keys", "on")?;
-        let page_size: i64 = connection.pragma_query_value(None, "page_size", |row| row.get(0))?;
-        let pages = (self.max_bytes / page_size.max(512) as u64).max(1);
-        connection.pragma_update(None, "max_page_count", pages as i64)?;
-        connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
-        connection.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA,
-            false,
-        )?;
-        // No ATTACH at all (this also blocks `VACUUM INTO` another file).
-        connection.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
-        let host_statement = self.host_statement.clone();
-        connection.authorizer(Some(move |context: AuthContext<'_>| {
-            authorize(&context, host_statement.load(Ordering::Relaxed))
-        }))?;
-        let deadline = self.deadline.clone();
-        connection.progress_handler(
-            PROGRESS_OPS,
-            Some(move || {
-                let at = deadline.load(Ordering::Relaxed);
-                at != 0 && as_nanos(Instant::now()) >= at
-            }),
-        )?;
-        Ok(connection)
-    }
-
-    /// Queues `job` for this database's thread, starting the thread if it is not
-    /// running (first use, or it ended idle or after a panic).
-    fn submit(&self, job: Job) -> Result<(), String> {
-        let mut worker = self.worker.lock().unwrap_or_else(|e| e.into_inner());
-        let mut job = job;
-        if let Some(queue) = worker.as_ref() {
-            match queue.send(job) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::SendError(returned)) => job = returned,
-            }
-        }
-        let (queue, jobs) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("outpost-sql".into())
-            .spawn(move || {
-                while let Ok(job) = jobs.recv_timeout(WORKER_IDLE) {
-                    job();
-                }
-            })
-            .map_err(|e| format!("cannot start the database's thread: {e}"))?;
-        queue
-            .send(job)
-            .map_err(|_| "the database's thread ended at once".to_string())?;
-        *worker = Some(queue);
-        Ok(())
-    }
-
-    /// Runs `work` on this database's connection (opening it if closed) with the
-    /// request's deadline armed.
-    fn with_connection<T>(
-        &self,
-        deadline: Option<Instant>,
-        work: impl FnOnce(&mut Connection, &AtomicBool) -> Result<T, String>,
-    ) -> Result<T, String> {
-        let mut slot = self.connection.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            *slot = Some(self.open()?);
-        }
-        let Some(connection) = slot.as_mut() else {
-            return Err("the database connection is unavailable".into());
-        };
-        // 0 means no deadline, so a deadline at the clock's base is stored as 1.
-        let at = deadline.map_or(0, |at| as_nanos(at).max(1));
-        self.deadline.store(at, Ordering::Relaxed);
-        let outcome = work(connection, &self.host_statement);
-        self.deadline.store(0, Ordering::Relaxed);
-        *self.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-        outcome
-    }
+/// Implemented by store data that offers the `sql` interface.
+pub trait SqlView: Send {
+    /// The view for one host call.
+    fn sql(&mut self) -> SqlCtxView<'_>;
 }
 
-fn authorize(context: &AuthContext<'_>, host_statement: bool) -> Authorization {
-    match context.action {
-        AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
-        AuthAction::Pragma { pragma_name, .. } => {
-            if ALLOWED_PRAGMAS
-                .iter()
-                .any(|allowed| allowed.eq_ignore_ascii_case(pragma_name))
-            {
-                Authorization::Allow
-            } else {
-                Authorization::Deny
-            }
-        }
-        AuthAction::Function { function_name }
-            if function_name.eq_ignore_ascii_case("load_extension") =>
-        {
-            Authorization::Deny
-        }
-        // Transactions span one call: `batch` is the way to group statements, so a guest
-        // can never leave a transaction (and the write lock) open between requests.
-        AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } if !host_statement => {
-            Authorization::Deny
-        }
-        _ => Authorization::Allow,
-    }
+struct HasSql;
+
+impl HasData for HasSql {
+    type Data<'a> = SqlCtxView<'a>;
 }
 
-/// Rows and changes of one statement, with a running size so no result outgrows what the
-/// guest could hold.
-struct Budget {
-    left: u64,
-    limit: u64,
+/// Adds `outpost:edge/sql` to `linker`.
+pub fn add_to_linker<T: SqlView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    crate::generated::outpost::edge::sql::add_to_linker::<T, HasSql>(linker, T::sql)
 }
 
-impl Budget {
-    fn take(&mut self, bytes: usize) -> Result<(), String> {
-        self.left = self.left.checked_sub(bytes as u64).ok_or_else(|| {
-            format!(
-                "the result is larger than the tenant's memory limit ({} bytes); select fewer rows or columns",
-                self.limit
-            )
-        })?;
-        Ok(())
-    }
-}
-
-fn to_sql(value: Value) -> rusqlite::types::Value {
-    use rusqlite::types::Value as Sql;
-    match value {
-        Value::Null => Sql::Null,
-        Value::Integer(i) => Sql::Integer(i),
-        Value::Real(r) => Sql::Real(r),
-        Value::Text(t) => Sql::Text(t),
-        Value::Blob(b) => Sql::Blob(b),
-    }
-}
-
-fn from_sql(value: rusqlite::types::ValueRef<'_>, budget: &mut Budget) -> Result<Value, String> {
-    use rusqlite::types::ValueRef;
-    Ok(match value {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::Integer(i),
-        ValueRef::Real(r) => Value::Real(r),
-        ValueRef::Text(t) => {
-            budget.take(t.len())?;
-            Value::Text(String::from_utf8_lossy(t).into_owned())
-        }
-        ValueRef::Blob(b) => {
-            budget.take(b.len())?;
-            Value::Blob(b.to_vec())
-        }
-    })
-}
-
-fn run(
-    connection: &Connection,
-    sql: &str,
-    params: Vec<Value>,
-    budget: &mut Budget,
-) -> Result<StatementResult, String> {
-    let mut statement = connection.prepare(sql).map_err(sql_error)?;
-    let columns: Vec<String> = statement.column_names().map(str::to_string).collect();
-    let readonly = statement.readonly();
-    let params: Vec<rusqlite::types::Value> = params.into_iter().map(to_sql).collect();
-    let mut rows = statement
-        .query(rusqlite::params_from_iter(params))
-        .map_err(sql_error)?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().map_err(sql_error)? {
-        budget.take(16 * columns.len())?;
-        let values = (0..columns.len())
-            .map(|i| from_sql(row.get_ref(i).map_err(sql_error)?, budget))
-            .collect::<Result<Vec<_>, _>>()?;
-        out.push(values);
-    }
-    drop(rows);
-    Ok(StatementResult {
-        columns,
-        rows: out,
-        changes: if readonly { 0 } else { connection.changes() },
-        last_insert_rowid: connection.last_insert_rowid(),
-    })
-}
-
-fn run_batch(
-    connection: &mut Connection,
-    host_statement: &AtomicBool,
-    statements: Vec<Statement>,
-    budget: &mut Budget,
-) -> Result<Vec<StatementResult>, String> {
-    let host = |connection: &Connection, sql: &str| {
-        host_statement.store(true, Ordering::Relaxed);
-        let done = connection.execute_batch(sql).map_err(sql_error);
-        host_statement.store(false, Ordering::Relaxed);
-        done
-    };
-    host(connection, "BEGIN IMMEDIATE")?;
-    let mut results = Vec::with_capacity(statements.len());
-    for (index, statement) in statements.into_iter().enumerate() {
-        match run(connection, &statement.sql, statement.params, budget) {
-            Ok(result) => results.push(result),
-            Err(e) => {
-                if !connection.is_autocommit() {
-                    let _ = host(connection, "ROLLBACK");
-                }
-                return Err(format!(
-                    "statement {index} failed, nothing was applied: {e}"
-                ));
-            }
-        }
-    }
-    if let Err(e) = host(connection, "COMMIT") {
-        if !connection.is_autocommit() {
-            let _ = host(connection, "ROLLBACK");
-        }
-        return Err(e);
-    }
-    Ok(results)
-}
-
-/// An open SQL binding, as the guest's `database` resource.
+/// An open binding, as the guest's `database` resource.
 pub struct SqlHandle {
-    db: Arc<SqlDb>,
-    memory_limit: u64,
-}
-
-impl BindingsView<'_> {
-    async fn sql<T: Send + 'static>(
-        &mut self,
-        handle: &Resource<SqlHandle>,
-        work: impl FnOnce(&mut Connection, &AtomicBool, &mut Budget) -> Result<T, String>
-        + Send
-        + 'static,
-    ) -> wasmtime::Result<Result<T, GuestError>> {
-        let handle = self.table.get(handle)?;
-        let db = handle.db.clone();
-        let limit = handle.memory_limit;
-        let deadline = self.deadline;
-        let (reply, outcome) = tokio::sync::oneshot::channel();
-        let submitted = db.clone().submit(Box::new(move || {
-            let mut budget = Budget { left: limit, limit };
-            let result = db.with_connection(deadline, |connection, host_statement| {
-                work(connection, host_statement, &mut budget)
-            });
-            let _ = reply.send(result);
-        }));
-        if let Err(message) = submitted {
-            return Ok(Err(GuestError::Store(message)));
-        }
-        let outcome = outcome.await;
-        Ok(match outcome {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(message)) => Err(GuestError::Store(message)),
-            // The job was dropped unanswered: it panicked on the database's thread.
-            Err(_) => Err(GuestError::Store("the SQL worker failed".into())),
-        })
-    }
-}
-
-type GuestResult<T> = wasmtime::Result<Result<T, GuestError>>;
-
-impl HostDatabase for BindingsView<'_> {
-    async fn open(&mut self, name: String) -> GuestResult<Resource<SqlHandle>> {
-        let bindings = self.bindings;
-        if !bindings.sql.contains(&name) {
-            return Ok(Err(bindings.undeclared("sql", &name)));
-        }
-        let db = bindings
-            .node
-            .sql
-            .database(&bindings.tenant, &name, bindings.sql_size);
-        let handle = SqlHandle {
-            db,
-            memory_limit: bindings.memory_limit,
-        };
-        Ok(Ok(self.table.push(handle)?))
-    }
-
-    async fn query(
-        &mut self,
-        this: Resource<SqlHandle>,
-        sql: String,
-        params: Vec<Value>,
-    ) -> GuestResult<Rows> {
-        let _timer = self.timed("sql", "query");
-        self.sql(&this, move |connection, _, budget| {
-            let result = run(connection, &sql, params, budget)?;
-            Ok(Rows {
-                columns: result.columns,
-                rows: result.rows,
-            })
-        })
-        .await
-    }
-
-    async fn execute(
-        &mut self,
-        this: Resource<SqlHandle>,
-        sql: String,
-        params: Vec<Value>,
-    ) -> GuestResult<Execution> {
-        let _timer = self.timed("sql", "execute");
-        self.sql(&this, move |connection, _, budget| {
-            let result = run(connection, &sql, params, budget)?;
-            Ok(Execution {
-                changes: result.changes,
-                last_insert_rowid: result.last_insert_rowid,
-            })
-        })
-        .await
-    }
-
-    async fn batch(
-        &mut self,
-        this: Resource<SqlHandle>,
-        statements: Vec<Statement>,
-    ) -> GuestResult<Vec<StatementResult>> {
-        let _timer = self.timed("sql", "batch");
-        self.sql(&this, move |connection, host_statement, budget| {
-            run_batch(connection, host_statement, statements, budget)
-        })
-        .await
-    }
-
-    async fn drop(&mut self, this: Resource<SqlHandle>) -> wasmtime::Result<()> {
-        self.table.delete(this)?;
-        Ok(())
-    }
-}
-
-impl Host for BindingsView<'_> {}
-
-#[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use super::*;
-
-    fn database(dir: &Path) -> Arc<SqlDb> {
-        SqlDatabases::with_idle_close(dir.to_path_buf(), Duration::from_millis(200)).database(
-            "t",
-            "DB",
-            1 << 30,
-        )
-    }
-
-    fn exec(db: &SqlDb, sql: &str) -> Result<StatementResult, String> {
-        db.with_connection(None, |connection, _| {
-            let mut budget = Budget {
-                left: 1 << 20,
-                limit: 1 << 20,
-            };
-            run(connection, sql, Vec::new(), &mut budget)
-        })
-    }
-
-    #[test]
-    fn escapes_are_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = database(dir.path());
-        for sql in [
-            "ATTACH DATABASE '/tmp/other.db' AS other",
-            "PRAGMA journal_mode = delete",
-            "PRAGMA writable_schema = on",
-            "SELECT load_extension('x')",
-            "BEGIN",
-            "VACUUM INTO '/tmp/copy.db'",
-        ] {
-            assert!(exec(&db, sql).is_err(), "`{sql}` must be refused");
-        }
-        exec(&db, "CREATE TABLE t (x)").expect("create");
-        exec(&db, "PRAGMA table_info(t)").expect("introspection is allowed");
-    }
-
-    #[test]
-    fn the_deadline_interrupts_a_long_query() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = database(dir.path());
-        let deadline = Instant::now() + Duration::from_millis(100);
-        let outcome = db.with_connection(Some(deadline), |connection, _| {
-            let mut budget = Budget { left: 1 << 20, limit: 1 << 20 };
-            run(
-                connection,
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n",
-                Vec::new(),
-                &mut budget,
-            )
-        });
-        let error = outcome.expect_err("an endless query must be stopped");
-        assert!(error.contains("deadline"), "{error}");
-    }
-
-    #[test]
-    fn the_size_cap_refuses_growth() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = SqlDatabases::new(dir.path().to_path_buf()).database("t", "DB", 64 * 1024);
-        exec(&db, "CREATE TABLE t (x)").expect("create");
-        let outcome = exec(&db, "INSERT INTO t SELECT zeroblob(200000)");
-        let error = outcome.expect_err("a row beyond the cap must fail");
-        assert!(error.contains("sql_size"), "{error}");
-    }
-
-    #[test]
-    fn idle_connections_close_and_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let dbs =
-            SqlDatabases::with_idle_close(dir.path().to_path_buf(), Duration::from_millis(200));
-        let db = dbs.database("t", "DB", 1 << 30);
-        exec(&db, "CREATE TABLE t (x)").expect("create");
-        assert_eq!(dbs.open_count(), 1);
-        let waited = Instant::now();
-        while dbs.open_count() > 0 {
-            assert!(
-                waited.elapsed() < Duration::from_secs(10),
-                "the idle connection was never closed"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        exec(&db, "INSERT INTO t VALUES (1)").expect("reopens on use");
-        assert_eq!(dbs.open_count(), 1);
-    }
-
-    #[test]
-    fn a_database_thread_that_ended_is_started_again() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = database(dir.path());
-        let run = |db: &Arc<SqlDb>| {
-            let (reply, answer) = mpsc::channel();
-            db.submit(Box::new(move || {
-                let _ = reply.send(std::thread::current().id());
-            }))
-            .expect("submitted");
-            answer
-                .recv_timeout(Duration::from_secs(10))
-                .expect("the job ran")
-        };
-        let first = run(&db);
-        assert_eq!(run(&db), first, "one thread serves the database while busy");
-        // As if the thread had ended idle: its queue's receiving end is gone.
-        *db.worker.lock().expect("lock") = Some(mpsc::channel().0);
-        assert_ne!(run(&db), first, "a new thread took over");
-    }
+    database: Arc<dyn SqlDatabase>,
 }

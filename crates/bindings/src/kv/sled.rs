@@ -1,20 +1,22 @@
-//! [`KvStore`] on sled: one database per node, a tree per tenant binding.
+//! [`KvBackend`] on sled: one database per node, a tree per tenant binding.
 //!
 //! sled has no TTLs, so each value carries its expiry, reads ignore expired values, and
 //! a sweeper thread deletes them using an index tree ordered by expiry time. sled also
 //! does not fsync per write; writers wait for a group-commit flusher instead, so a burst
 //! of writes shares one fsync and a write is acknowledged only once it is on disk.
+//!
+//! sled's calls are quick in-memory operations (its I/O happens in the flusher), so they
+//! run inline on the async thread; only the wait for the flush is awaited.
 
 use std::ops::Bound;
-use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
+use async_trait::async_trait;
 use tokio::sync::watch;
 
-use super::{KvError, KvStore, Listed, Stored, Swap, WriteOptions};
+use super::store::{KvBackend, KvError, KvStore, Listed, Stored, Swap, WriteOptions};
 
 /// The tree indexing expiring values: key = expiry ms (BE) ++ namespace length (u16 BE)
 /// ++ namespace ++ key.
@@ -28,11 +30,25 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// sled's page cache; the OS page cache holds the rest.
 const CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
-/// The node's KV database.
+/// The node's sled database, opened on first use so `outpost check` and nodes without
+/// sled bindings never take its lock.
 pub struct SledKv {
+    dir: PathBuf,
+    db: OnceLock<Result<Arc<SledDb>, String>>,
+}
+
+/// The open database: its trees, the expiry index, the group-commit flusher.
+struct SledDb {
     db: sled::Db,
     expiry: sled::Tree,
     flusher: Arc<Flusher>,
+}
+
+/// One binding's tree.
+struct SledStore {
+    db: Arc<SledDb>,
+    tree: sled::Tree,
+    namespace: String,
 }
 
 /// Group commit: writers ask for a flush and wait until one that started after their
@@ -50,8 +66,49 @@ struct FlushRequests {
 }
 
 impl SledKv {
+    /// The database in `dir`; nothing is opened until a binding is.
+    pub fn new(dir: &Path) -> SledKv {
+        SledKv {
+            dir: dir.to_path_buf(),
+            db: OnceLock::new(),
+        }
+    }
+
+    /// Opens the database now (it stays open), so a node that will need it learns at
+    /// start-up that another process holds its lock.
+    pub fn open_now(&self) -> Result<(), KvError> {
+        self.database().map(drop)
+    }
+
+    fn database(&self) -> Result<Arc<SledDb>, KvError> {
+        self.db
+            .get_or_init(|| SledDb::open(&self.dir).map(Arc::new))
+            .clone()
+            .map_err(|reason| {
+                KvError::Unavailable(format!(
+                    "cannot open the KV database at {}: {reason}; check that data_dir is writable and no other outpost uses it",
+                    self.dir.display()
+                ))
+            })
+    }
+}
+
+impl KvBackend for SledKv {
+    fn open(&self, tenant: &str, binding: &str) -> Result<Arc<dyn KvStore>, KvError> {
+        let db = self.database()?;
+        let namespace = format!("{tenant}/{binding}");
+        let tree = db.db.open_tree(&namespace).map_err(storage)?;
+        Ok(Arc::new(SledStore {
+            db,
+            tree,
+            namespace,
+        }))
+    }
+}
+
+impl SledDb {
     /// Opens or creates the database in `dir` and starts its flusher and sweeper.
-    pub fn open(dir: &Path) -> Result<SledKv, String> {
+    fn open(dir: &Path) -> Result<SledDb, String> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(CACHE_BYTES)
@@ -92,15 +149,11 @@ impl SledKv {
                 })
                 .map_err(|e| format!("cannot start the KV sweeper thread: {e}"))?;
         }
-        Ok(SledKv {
+        Ok(SledDb {
             db,
             expiry,
             flusher,
         })
-    }
-
-    fn tree(&self, ns: &str) -> Result<sled::Tree, KvError> {
-        self.db.open_tree(ns).map_err(storage)
     }
 
     fn new_version(&self) -> Result<u64, KvError> {
@@ -108,27 +161,56 @@ impl SledKv {
         self.db.generate_id().map(|id| id + 1).map_err(storage)
     }
 
-    /// Indexes an expiring value; done before the value is written, so a crash can leave
-    /// an index entry without a value (harmless) but never an unindexed expiring value.
-    fn index_expiry(&self, ns: &str, key: &[u8], expires_at_ms: u64) -> Result<(), KvError> {
-        self.expiry
-            .insert(expiry_key(expires_at_ms, ns, key), &[])
-            .map(drop)
-            .map_err(storage)
+    /// Resolves once every write made before the call is on disk.
+    async fn durable(&self) -> Result<(), KvError> {
+        let ticket = {
+            let mut requested = self
+                .flusher
+                .requested
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            requested.next += 1;
+            requested.next
+        };
+        self.flusher.wake.notify_one();
+        let mut done = self.flusher.done.subscribe();
+        let outcome = done
+            .wait_for(|(flushed, _)| *flushed >= ticket)
+            .await
+            .map_err(|_| KvError::Unavailable("the KV database was closed".into()))?;
+        match &outcome.1 {
+            None => Ok(()),
+            Some(error) => Err(KvError::Storage(format!("writing to disk failed: {error}"))),
+        }
     }
+}
 
+/// Which current value a write may replace.
+enum Replace<'a> {
+    /// Whatever is there.
+    Any,
+    /// Only this raw value (`None`: only an absent key), as last read.
+    IfStill(Option<&'a sled::IVec>),
+}
+
+impl SledStore {
+    /// Writes `value` with a new version unless `replace` says the key changed; `None`
+    /// if it did. Not yet durable.
     fn write(
         &self,
-        tree: &sled::Tree,
-        ns: &str,
         key: &[u8],
-        expected: Option<&sled::IVec>,
+        replace: Replace<'_>,
         value: &[u8],
         options: &WriteOptions,
     ) -> Result<Option<u64>, KvError> {
-        let version = self.new_version()?;
+        let version = self.db.new_version()?;
         if let Some(at) = options.expires_at_ms {
-            self.index_expiry(ns, key, at)?;
+            // Indexed before the value is written, so a crash can leave an index entry
+            // without a value (harmless) but never an unindexed expiring value.
+            self.db
+                .expiry
+                .insert(expiry_key(at, &self.namespace, key), &[])
+                .map_err(storage)?;
         }
         let encoded = encode(
             version,
@@ -136,17 +218,24 @@ impl SledKv {
             options.metadata.as_deref(),
             value,
         );
-        match tree
-            .compare_and_swap(key, expected, Some(encoded))
-            .map_err(storage)?
-        {
-            Ok(()) => Ok(Some(version)),
-            Err(_) => Ok(None),
+        match replace {
+            Replace::Any => {
+                self.tree.insert(key, encoded).map_err(storage)?;
+                Ok(Some(version))
+            }
+            Replace::IfStill(expected) => match self
+                .tree
+                .compare_and_swap(key, expected, Some(encoded))
+                .map_err(storage)?
+            {
+                Ok(()) => Ok(Some(version)),
+                Err(_) => Ok(None),
+            },
         }
     }
 }
 
-impl Drop for SledKv {
+impl Drop for SledDb {
     fn drop(&mut self) {
         let mut requested = self
             .flusher
@@ -299,9 +388,10 @@ fn live<'a>(
     }
 }
 
-impl KvStore for SledKv {
-    fn get(&self, ns: &str, key: &[u8], now_ms: u64) -> Result<Option<Stored>, KvError> {
-        let raw = self.tree(ns)?.get(key).map_err(storage)?;
+#[async_trait]
+impl KvStore for SledStore {
+    async fn get(&self, key: &[u8], now_ms: u64) -> Result<Option<Stored>, KvError> {
+        let raw = self.tree.get(key).map_err(storage)?;
         Ok(live(raw.as_ref(), key, now_ms)?.map(|h| Stored {
             value: h.value.to_vec(),
             metadata: h.metadata.map(<[u8]>::to_vec),
@@ -310,47 +400,30 @@ impl KvStore for SledKv {
         }))
     }
 
-    fn put(
-        &self,
-        ns: &str,
-        key: &[u8],
-        value: &[u8],
-        options: &WriteOptions,
-    ) -> Result<u64, KvError> {
-        let tree = self.tree(ns)?;
-        let version = self.new_version()?;
-        if let Some(at) = options.expires_at_ms {
-            self.index_expiry(ns, key, at)?;
-        }
-        let encoded = encode(
-            version,
-            options.expires_at_ms,
-            options.metadata.as_deref(),
-            value,
-        );
-        tree.insert(key, encoded).map_err(storage)?;
-        Ok(version)
+    async fn put(&self, key: &[u8], value: &[u8], options: &WriteOptions) -> Result<u64, KvError> {
+        let version = self.write(key, Replace::Any, value, options)?;
+        self.db.durable().await?;
+        Ok(version.unwrap_or_default())
     }
 
-    fn delete(&self, ns: &str, key: &[u8]) -> Result<(), KvError> {
-        self.tree(ns)?.remove(key).map(drop).map_err(storage)
+    async fn delete(&self, key: &[u8]) -> Result<(), KvError> {
+        self.tree.remove(key).map_err(storage)?;
+        self.db.durable().await
     }
 
-    fn list(
+    async fn list(
         &self,
-        ns: &str,
         prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
         now_ms: u64,
     ) -> Result<(Vec<Listed>, bool), KvError> {
-        let tree = self.tree(ns)?;
         let start = match after {
             Some(after) if after >= prefix => Bound::Excluded(after.to_vec()),
             _ => Bound::Included(prefix.to_vec()),
         };
         let mut keys = Vec::new();
-        for entry in tree.range((start, Bound::Unbounded)) {
+        for entry in self.tree.range((start, Bound::Unbounded)) {
             let (key, raw) = entry.map_err(storage)?;
             if !key.starts_with(prefix) {
                 break;
@@ -371,104 +444,70 @@ impl KvStore for SledKv {
         Ok((keys, true))
     }
 
-    fn increment(
+    async fn increment(
         &self,
-        ns: &str,
         key: &[u8],
         delta: i64,
         expires_at_ms: Option<u64>,
         now_ms: u64,
     ) -> Result<i64, KvError> {
-        let tree = self.tree(ns)?;
         loop {
-            let raw = tree.get(key).map_err(storage)?;
-            let (current, metadata, expires) = match live(raw.as_ref(), key, now_ms)? {
-                Some(h) => {
-                    let text = std::str::from_utf8(h.value).ok();
-                    let number =
-                        text.and_then(|t| t.trim().parse::<i64>().ok())
-                            .ok_or_else(|| {
-                                KvError::Invalid(format!(
-                                    "cannot increment `{}`: its value is not a decimal integer",
-                                    String::from_utf8_lossy(key)
-                                ))
-                            })?;
-                    (number, h.metadata.map(<[u8]>::to_vec), h.expires_at_ms)
-                }
-                None => (0, None, expires_at_ms),
+            let raw = self.tree.get(key).map_err(storage)?;
+            let (current, options) = match live(raw.as_ref(), key, now_ms)? {
+                Some(h) => (
+                    super::store::parse_counter(key, h.value)?,
+                    WriteOptions {
+                        metadata: h.metadata.map(<[u8]>::to_vec),
+                        expires_at_ms: h.expires_at_ms,
+                    },
+                ),
+                None => (
+                    0,
+                    WriteOptions {
+                        metadata: None,
+                        expires_at_ms,
+                    },
+                ),
             };
-            let next = current.checked_add(delta).ok_or_else(|| {
-                KvError::Invalid(format!(
-                    "incrementing `{}` by {delta} overflows a 64-bit integer",
-                    String::from_utf8_lossy(key)
-                ))
-            })?;
+            let next = super::store::add_to_counter(key, current, delta)?;
             let text = next.to_string();
             if self
                 .write(
-                    &tree,
-                    ns,
                     key,
-                    raw.as_ref(),
+                    Replace::IfStill(raw.as_ref()),
                     text.as_bytes(),
-                    &WriteOptions {
-                        metadata: metadata.clone(),
-                        expires_at_ms: expires,
-                    },
+                    &options,
                 )?
                 .is_some()
             {
+                self.db.durable().await?;
                 return Ok(next);
             }
         }
     }
 
-    fn compare_and_swap(
+    async fn compare_and_swap(
         &self,
-        ns: &str,
         key: &[u8],
         expected: Option<u64>,
         value: &[u8],
         options: &WriteOptions,
         now_ms: u64,
     ) -> Result<Swap, KvError> {
-        let tree = self.tree(ns)?;
         loop {
-            let raw = tree.get(key).map_err(storage)?;
+            let raw = self.tree.get(key).map_err(storage)?;
             let current = live(raw.as_ref(), key, now_ms)?.map(|h| h.version);
             if current != expected {
                 return Ok(Swap::Conflict(current));
             }
-            if let Some(version) = self.write(&tree, ns, key, raw.as_ref(), value, options)? {
+            if let Some(version) =
+                self.write(key, Replace::IfStill(raw.as_ref()), value, options)?
+            {
+                self.db.durable().await?;
                 return Ok(Swap::Swapped(version));
             }
             // The raw value changed underneath (perhaps only an expired one swept): recheck.
         }
-    }
-
-    fn durable(&self) -> BoxFuture<'static, Result<(), KvError>> {
-        let ticket = {
-            let mut requested = self
-                .flusher
-                .requested
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            requested.next += 1;
-            requested.next
-        };
-        self.flusher.wake.notify_one();
-        let mut done = self.flusher.done.subscribe();
-        async move {
-            let outcome = done
-                .wait_for(|(flushed, _)| *flushed >= ticket)
-                .await
-                .map_err(|_| KvError::Storage("the KV database was closed".into()))?;
-            match &outcome.1 {
-                None => Ok(()),
-                Some(error) => Err(KvError::Storage(format!("writing to disk failed: {error}"))),
-            }
-        }
-        .boxed()
     }
 }
 
@@ -478,178 +517,87 @@ mod tests {
 
     fn open() -> (tempfile::TempDir, SledKv) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kv = SledKv::open(dir.path()).expect("open sled");
+        let kv = SledKv::new(dir.path());
+        kv.open_now().expect("open sled");
         (dir, kv)
     }
 
-    #[test]
-    fn values_round_trip_with_metadata_and_versions() {
-        let (_dir, kv) = open();
-        let options = WriteOptions {
-            metadata: Some(b"{\"a\":1}".to_vec()),
-            expires_at_ms: None,
-        };
-        let v1 = kv.put("t/A", b"k", b"one", &options).expect("put");
-        let v2 = kv
-            .put("t/A", b"k", b"two", &WriteOptions::default())
-            .expect("put");
-        assert!(v2 > v1);
-        let got = kv.get("t/A", b"k", 0).expect("get").expect("present");
-        assert_eq!(got.value, b"two");
-        assert_eq!(got.metadata, None);
-        assert_eq!(got.version, v2);
-        assert_eq!(
-            kv.get("t/B", b"k", 0).expect("get"),
-            None,
-            "namespaces are separate"
-        );
-    }
+    crate::kv::conformance::kv_store_tests!(|| {
+        let (dir, kv) = open();
+        (dir, kv)
+    });
 
-    #[test]
-    fn expired_values_are_invisible_and_swept() {
+    #[tokio::test]
+    async fn expired_values_are_swept_from_disk_and_index() {
         let (_dir, kv) = open();
-        let at = 10_000;
+        let store = kv.open("t", "A").expect("open");
+        let at = crate::now_ms() - 10;
         let options = WriteOptions {
             metadata: None,
             expires_at_ms: Some(at),
         };
-        kv.put("t/A", b"gone", b"x", &options).expect("put");
-        kv.put("t/A", b"kept", b"y", &WriteOptions::default())
-            .expect("put");
-        assert!(kv.get("t/A", b"gone", at - 1).expect("get").is_some());
-        assert!(kv.get("t/A", b"gone", at).expect("get").is_none());
-        let (keys, complete) = kv.list("t/A", b"", None, 10, at).expect("list");
-        assert!(complete);
-        assert_eq!(
-            keys.iter().map(|k| k.key.as_slice()).collect::<Vec<_>>(),
-            [b"kept"]
-        );
-        sweep(&kv.db, &kv.expiry, at).expect("sweep");
-        assert!(
-            kv.tree("t/A")
-                .expect("tree")
-                .get(b"gone")
-                .expect("raw")
-                .is_none()
-        );
-        assert!(kv.expiry.is_empty());
+        store.put(b"gone", b"x", &options).await.expect("put");
+        let db = kv.database().expect("db");
+        sweep(&db.db, &db.expiry, at).expect("sweep");
+        let tree = db.db.open_tree("t/A").expect("tree");
+        assert!(tree.get(b"gone").expect("raw").is_none());
+        assert!(db.expiry.is_empty());
     }
 
-    #[test]
-    fn sweeping_spares_a_key_rewritten_without_expiry() {
+    #[tokio::test]
+    async fn sweeping_spares_a_key_rewritten_without_expiry() {
         let (_dir, kv) = open();
+        let store = kv.open("t", "A").expect("open");
         let expiring = WriteOptions {
             metadata: None,
             expires_at_ms: Some(5),
         };
-        kv.put("t/A", b"k", b"old", &expiring).expect("put");
-        kv.put("t/A", b"k", b"new", &WriteOptions::default())
+        store.put(b"k", b"old", &expiring).await.expect("put");
+        store
+            .put(b"k", b"new", &WriteOptions::default())
+            .await
             .expect("put");
-        sweep(&kv.db, &kv.expiry, 100).expect("sweep");
-        assert_eq!(
-            kv.get("t/A", b"k", 100).expect("get").expect("kept").value,
-            b"new"
-        );
-    }
-
-    #[test]
-    fn list_pages_in_key_order() {
-        let (_dir, kv) = open();
-        for i in 0..25 {
-            let key = format!("user:{i:02}");
-            kv.put("t/A", key.as_bytes(), b"v", &WriteOptions::default())
-                .expect("put");
-        }
-        kv.put("t/A", b"other", b"v", &WriteOptions::default())
-            .expect("put");
-        let mut seen = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let (keys, complete) = kv
-                .list("t/A", b"user:", after.as_deref(), 10, 0)
-                .expect("list");
-            seen.extend(
-                keys.iter()
-                    .map(|k| String::from_utf8(k.key.clone()).expect("utf8")),
-            );
-            if complete {
-                break;
-            }
-            after = keys.last().map(|k| k.key.clone());
-        }
-        let expected: Vec<String> = (0..25).map(|i| format!("user:{i:02}")).collect();
-        assert_eq!(seen, expected);
-    }
-
-    #[test]
-    fn increment_counts_and_keeps_the_first_expiry() {
-        let (_dir, kv) = open();
-        assert_eq!(
-            kv.increment("t/A", b"n", 5, Some(1_000), 0).expect("incr"),
-            5
-        );
-        assert_eq!(
-            kv.increment("t/A", b"n", -2, Some(9_000), 10)
-                .expect("incr"),
-            3
-        );
-        let got = kv.get("t/A", b"n", 10).expect("get").expect("present");
-        assert_eq!(got.expires_at_ms, Some(1_000));
-        // After expiry the counter starts again.
-        assert_eq!(kv.increment("t/A", b"n", 1, None, 1_000).expect("incr"), 1);
-        kv.put("t/A", b"s", b"text", &WriteOptions::default())
-            .expect("put");
-        assert!(matches!(
-            kv.increment("t/A", b"s", 1, None, 0),
-            Err(KvError::Invalid(_))
-        ));
-    }
-
-    #[test]
-    fn compare_and_swap_checks_the_version() {
-        let (_dir, kv) = open();
-        let none = WriteOptions::default();
-        let Swap::Swapped(v1) = kv
-            .compare_and_swap("t/A", b"k", None, b"a", &none, 0)
-            .expect("cas")
-        else {
-            panic!("creating an absent key must swap");
-        };
-        assert_eq!(
-            kv.compare_and_swap("t/A", b"k", None, b"b", &none, 0)
-                .expect("cas"),
-            Swap::Conflict(Some(v1))
-        );
-        assert!(matches!(
-            kv.compare_and_swap("t/A", b"k", Some(v1), b"c", &none, 0)
-                .expect("cas"),
-            Swap::Swapped(_)
-        ));
-        assert_eq!(
-            kv.get("t/A", b"k", 0).expect("get").expect("present").value,
-            b"c"
-        );
+        let db = kv.database().expect("db");
+        sweep(&db.db, &db.expiry, 100).expect("sweep");
+        let kept = store.get(b"k", 100).await.expect("get").expect("kept");
+        assert_eq!(kept.value, b"new");
     }
 
     #[tokio::test]
-    async fn writes_become_durable_and_survive_reopen() {
+    async fn writes_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
-            let kv = SledKv::open(dir.path()).expect("open");
-            kv.put("t/A", b"k", b"v", &WriteOptions::default())
+            let kv = SledKv::new(dir.path());
+            let store = kv.open("t", "A").expect("open");
+            store
+                .put(b"k", b"v", &WriteOptions::default())
+                .await
                 .expect("put");
-            kv.durable().await.expect("durable");
         }
         // sled releases its lock when the last handle (flusher/sweeper threads) goes.
-        let kv = loop {
-            match SledKv::open(dir.path()) {
-                Ok(kv) => break kv,
+        let store = loop {
+            match SledKv::new(dir.path()).open("t", "A") {
+                Ok(store) => break store,
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         };
-        assert_eq!(
-            kv.get("t/A", b"k", 0).expect("get").expect("present").value,
-            b"v"
-        );
+        let got = store.get(b"k", 0).await.expect("get").expect("present");
+        assert_eq!(got.value, b"v");
+    }
+
+    #[test]
+    fn a_locked_database_is_unavailable_naming_its_directory() {
+        let (dir, _held) = open();
+        let second = SledKv::new(dir.path());
+        match second.open("t", "A") {
+            Err(KvError::Unavailable(reason)) => {
+                assert!(
+                    reason.contains(&dir.path().display().to_string()),
+                    "{reason}"
+                )
+            }
+            Err(other) => panic!("expected unavailable, got {other}"),
+            Ok(_) => panic!("a second open of a locked database must fail"),
+        }
     }
 }

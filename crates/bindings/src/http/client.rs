@@ -1,42 +1,34 @@
-//! Outbound HTTP (`wasi:http/outgoing-handler`, `wasi:http/client`): a guest reaches only
-//! the origins its tenant lists in `outbound`. The check runs twice: on the request's
-//! origin, and in the connector on the addresses DNS returned, so a listed *name* that
-//! resolves to a loopback, private or link-local address is refused (and the connection
-//! goes to the address that was checked: no re-resolution to rebind around it). Only an
-//! origin that names such an address as an IP literal may reach it.
+//! One tenant's outbound client: its listed origins, a connection pool through the
+//! [`GuardedConnector`], timeouts and the response-size cap.
 
-use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use outpost_config::Origin;
-use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error, WasiBody};
 
-/// How long connecting to an origin may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+use super::guard::{GuardedConnector, Refused};
 
 /// One tenant's outbound access: its origins and its connection pool.
-pub(crate) struct Outbound {
+pub struct OutboundClient {
     origins: Vec<Origin>,
     client: Client<HttpsConnector<GuardedConnector>, WasiBody>,
     /// Longest a subrequest may wait for its response head.
     timeout: Duration,
     /// Subrequests per request.
-    pub(crate) max_subrequests: u32,
+    pub(super) max_subrequests: u32,
     /// Bytes of one response body a guest may read.
     max_body: u64,
 }
 
-impl Outbound {
-    pub(crate) fn new(origins: Vec<Origin>, limits: &outpost_config::Limits) -> Arc<Outbound> {
+impl OutboundClient {
+    /// The client for `origins`, under the tenant's subrequest limits.
+    pub fn new(origins: Vec<Origin>, limits: &outpost_config::Limits) -> Arc<OutboundClient> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         // The system's roots too, for origins behind a private CA the operator trusts.
@@ -51,7 +43,7 @@ impl Outbound {
             .https_or_http()
             .enable_http1()
             .wrap_connector(GuardedConnector);
-        Arc::new(Outbound {
+        Arc::new(OutboundClient {
             origins,
             client: Client::builder(TokioExecutor::new()).build(https),
             timeout: limits.timeout,
@@ -79,7 +71,7 @@ impl Outbound {
     }
 
     /// Sends `request` if its origin is listed.
-    pub(crate) async fn send(
+    pub(super) async fn send(
         self: Arc<Self>,
         request: http::Request<WasiBody>,
         first_byte_timeout: Option<Duration>,
@@ -102,6 +94,7 @@ impl Outbound {
         }
         let max = self.max_body;
         Ok(response.map(|body| {
+            let body = DrainedOnDrop { body: Some(body) };
             http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX))
                 .map_err(move |e| match e.downcast::<hyper::Error>() {
                     Ok(hyper) => Error::from(*hyper),
@@ -109,6 +102,80 @@ impl Outbound {
                 })
                 .boxed_unsync()
         }))
+    }
+}
+
+/// At most this much of an abandoned response body is read so its connection can go
+/// back to the pool.
+const DRAIN_MAX_BYTES: usize = 64 * 1024;
+/// How long reading an abandoned response body may take.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A response body that, if the guest drops it before its end (a fragment answered 500,
+/// a HEAD-like use of GET), reads the rest in the background, up to [`DRAIN_MAX_BYTES`].
+///
+/// Without this, hyper notices the abandoned body only when its connection task next
+/// runs; until then the pool can hand the connection to the guest's next request,
+/// which then fails with "connection reset" (seen as a flaky fragment fallback).
+/// Draining ends the message cleanly, so the connection is reused only once it is idle.
+struct DrainedOnDrop {
+    body: Option<hyper::body::Incoming>,
+}
+
+impl http_body::Body for DrainedOnDrop {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+        let Some(body) = self.body.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let frame = std::pin::Pin::new(body).poll_frame(cx);
+        if let std::task::Poll::Ready(None) = frame {
+            self.body = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.as_ref().is_none_or(|body| body.is_end_stream())
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body
+            .as_ref()
+            .map_or_else(|| http_body::SizeHint::with_exact(0), |body| body.size_hint())
+    }
+}
+
+impl Drop for DrainedOnDrop {
+    fn drop(&mut self) {
+        let Some(mut body) = self.body.take() else {
+            return;
+        };
+        if body.is_end_stream() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let drain = async {
+                let mut read = 0;
+                while read <= DRAIN_MAX_BYTES {
+                    match body.frame().await {
+                        Some(Ok(frame)) => {
+                            read += frame.data_ref().map_or(0, bytes::Bytes::len);
+                        }
+                        _ => return,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
+        });
     }
 }
 
@@ -157,135 +224,5 @@ fn tls_error<'e>(mut error: &'e (dyn std::error::Error + 'static)) -> Option<&'e
         }
         let inner = error.downcast_ref::<std::io::Error>()?.get_ref()?;
         error = inner;
-    }
-}
-
-/// Why the connector would not connect.
-#[derive(Debug, thiserror::Error)]
-enum Refused {
-    #[error(
-        "`{host}` resolves to {ip}, a non-public address; list an origin naming that address to allow it"
-    )]
-    Private { host: String, ip: IpAddr },
-    #[error("cannot resolve: {0}")]
-    Dns(std::io::Error),
-    #[error("connecting timed out")]
-    Timeout,
-    #[error("cannot connect: {0}")]
-    Connect(std::io::Error),
-}
-
-/// Resolves, checks the addresses, connects to a checked one.
-#[derive(Clone)]
-struct GuardedConnector;
-
-impl tower_service::Service<http::Uri> for GuardedConnector {
-    type Response = TokioIo<TcpStream>;
-    type Error = Refused;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Refused>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Refused>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        Box::pin(async move {
-            let host = uri
-                .host()
-                .unwrap_or_default()
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string();
-            let port = uri
-                .port_u16()
-                .unwrap_or(if uri.scheme_str() == Some("http") {
-                    80
-                } else {
-                    443
-                });
-            let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-                // An IP literal passed the origin check, so the operator named it.
-                Ok(ip) => vec![SocketAddr::new(ip, port)],
-                Err(_) => {
-                    let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-                        .await
-                        .map_err(Refused::Dns)?
-                        .collect();
-                    if let Some(bad) = found.iter().find(|a| !is_public(a.ip())) {
-                        return Err(Refused::Private { host, ip: bad.ip() });
-                    }
-                    found
-                }
-            };
-            let mut last = None;
-            for addr in addrs {
-                match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = stream.set_nodelay(true);
-                        return Ok(TokioIo::new(stream));
-                    }
-                    Ok(Err(e)) => last = Some(Refused::Connect(e)),
-                    Err(_) => last = Some(Refused::Timeout),
-                }
-            }
-            Err(last.unwrap_or(Refused::Dns(std::io::Error::other("no addresses"))))
-        })
-    }
-}
-
-/// Whether `ip` is on the public internet: not loopback, private, link-local, CGNAT,
-/// unique-local, multicast, documentation or unspecified.
-fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_public_addresses_pass() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fe80::1",
-            "fd00::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["1.1.1.1", "93.184.216.34", "2606:4700::1111"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip}");
-        }
     }
 }

@@ -1,0 +1,92 @@
+//! Outbound HTTP (`wasi:http/outgoing-handler`, `wasi:http/client`): a guest reaches only
+//! the origins its tenant lists in `outbound`. The check runs twice: on the request's
+//! origin, and in the connector on the addresses DNS returned, so a listed *name* that
+//! resolves to a loopback, private or link-local address is refused.
+//!
+//! The capability's parts follow wasmtime-wasi-http's own: [`OutboundClient`] is the
+//! tenant's state (its `…Ctx`: origins, connection pool, limits); [`OutboundHooks`] is
+//! the [`WasiHttpHooks`] policy each instance's `WasiHttpCtxView` carries; the store data
+//! implements wasmtime's `WasiHttpView`; and [`add_to_linker`] links WASI 0.2 and 0.3
+//! HTTP. `client.rs` sends, `guard.rs` is the SSRF guard.
+
+mod client;
+mod guard;
+
+use std::sync::Arc;
+
+use wasmtime::component::Linker;
+use wasmtime_wasi_http::{WasiBody, WasiHttpHooks, WasiHttpView};
+
+pub use client::OutboundClient;
+
+/// Counts the current request's subrequests; the runtime implements it on whatever
+/// knows which request an instance is serving.
+pub trait SubrequestCounter: Send + Sync + 'static {
+    /// Counts one more subrequest and returns how many the request has made before it.
+    fn count(&self) -> u32;
+}
+
+/// The outbound policy of one instance: the tenant's client (none: every request is
+/// refused) and the per-request cap on how many requests it may send.
+pub struct OutboundHooks {
+    client: Option<Arc<OutboundClient>>,
+    counter: Box<dyn SubrequestCounter>,
+}
+
+impl OutboundHooks {
+    /// The policy for an instance of a tenant with `client` (`None`: no origins listed).
+    pub fn new(client: Option<Arc<OutboundClient>>, counter: Box<dyn SubrequestCounter>) -> Self {
+        OutboundHooks { client, counter }
+    }
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                ),
+                wasmtime_wasi_http::Error,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> SendFuture {
+        use wasmtime_wasi_http::Error;
+        let Some(client) = self.client.clone() else {
+            return Box::new(async { Err(Error::HttpRequestDenied) });
+        };
+        let max = client.max_subrequests;
+        if self.counter.count() >= max {
+            return Box::new(async move {
+                Err(Error::InternalError(Some(format!(
+                    "a request may make at most {max} subrequests (limits.subrequests)"
+                ))))
+            });
+        }
+        let first_byte = options.and_then(|o| o.first_byte_timeout);
+        Box::new(async move {
+            let response = client.send(request, first_byte).await?;
+            let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
+                Box::new(async { Ok(()) });
+            Ok((response, done))
+        })
+    }
+}
+
+/// Adds `wasi:http` (0.2 and 0.3) to `linker`; requests go through the store data's
+/// `WasiHttpView`, whose hooks should be an [`OutboundHooks`].
+pub fn add_to_linker<T: WasiHttpView + wasmtime_wasi::WasiView + 'static>(
+    linker: &mut Linker<T>,
+) -> wasmtime::Result<()> {
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(linker)?;
+    Ok(())
+}

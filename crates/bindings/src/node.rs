@@ -1,0 +1,130 @@
+//! The wiring: a node's backends, built once by the embedder, and each tenant's
+//! capability contexts built from its validated config (Spin's `configure_app`: a
+//! binding that cannot be set up fails the tenant's load, not a request).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use outpost_config::{KvBackendKind, TenantConfig};
+
+use crate::blob::{BlobBucket, BlobCtx, BlobSetupError};
+use crate::http::OutboundClient;
+use crate::kv::{KvBackend, KvCtx, KvError, MemoryKv, SledKv};
+use crate::meters::StoreMeters;
+use crate::sql::{SqlBackend, SqlCtx, SqliteDatabases};
+
+/// Why a tenant's bindings could not be built, or the node's stores opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StoresError {
+    /// The node's sled database would not open.
+    #[error("{0}")]
+    Kv(#[source] KvError),
+    /// A blob binding's store could not be set up.
+    #[error("{at}: tenant `{tenant}`: blob binding `{binding}`: {source}")]
+    Blob {
+        /// The tenant.
+        tenant: String,
+        /// The binding.
+        binding: String,
+        /// Where the binding is configured.
+        at: outpost_config::Location,
+        /// What is wrong.
+        #[source]
+        source: Box<BlobSetupError>,
+    },
+}
+
+/// The backends every tenant on the node shares: sled under `data_dir/kv`, process
+/// memory for `"memory"` KV bindings, SQLite files under `data_dir/sql`.
+pub struct NodeStores {
+    sled: Arc<SledKv>,
+    memory: Arc<MemoryKv>,
+    sqlite: Arc<SqliteDatabases>,
+    meters: StoreMeters,
+}
+
+/// One tenant's capability contexts, shared by all its instances.
+pub struct TenantBindings {
+    /// Its KV bindings.
+    pub kv: KvCtx,
+    /// Its SQL bindings.
+    pub sql: SqlCtx,
+    /// Its blob bindings.
+    pub blob: BlobCtx,
+    /// Its outbound client, if it lists origins.
+    pub outbound: Option<Arc<OutboundClient>>,
+}
+
+impl NodeStores {
+    /// The node's backends under `data_dir`. Nothing is opened yet: sled on first use
+    /// (or [`NodeStores::open_kv_now`]), each SQLite file when a guest opens it.
+    pub fn new(data_dir: &Path) -> Arc<NodeStores> {
+        let sql_dir: PathBuf = data_dir.join("sql");
+        Arc::new(NodeStores {
+            sled: Arc::new(SledKv::new(&data_dir.join("kv"))),
+            memory: Arc::new(MemoryKv::default()),
+            sqlite: SqliteDatabases::new(sql_dir),
+            meters: StoreMeters::default(),
+        })
+    }
+
+    /// Opens the sled database now, so a node whose tenants use it learns at start-up
+    /// that another process holds its lock.
+    pub fn open_kv_now(&self) -> Result<(), StoresError> {
+        self.sled.open_now().map_err(StoresError::Kv)
+    }
+
+    /// The store-operation histograms, for the node's metrics.
+    pub fn meters(&self) -> &StoreMeters {
+        &self.meters
+    }
+
+    fn kv_backend(&self, kind: KvBackendKind) -> Arc<dyn KvBackend> {
+        match kind {
+            KvBackendKind::Sled => self.sled.clone(),
+            KvBackendKind::Memory => self.memory.clone(),
+        }
+    }
+
+    /// Builds a tenant's bindings from its config. Blob stores are set up here, so a
+    /// missing S3 credential is a load error rather than a failing request.
+    pub fn tenant(&self, config: &TenantConfig) -> Result<TenantBindings, StoresError> {
+        let tenant = config.name.as_str();
+        let stores = &config.stores;
+        let kv = stores
+            .kv
+            .iter()
+            .map(|(name, kind)| (name.clone(), self.kv_backend(*kind)))
+            .collect();
+        let sqlite: Arc<dyn SqlBackend> = self.sqlite.clone();
+        let sql = stores
+            .sql
+            .iter()
+            .map(|name| (name.clone(), sqlite.clone()))
+            .collect();
+        let mut buckets = BTreeMap::new();
+        for (binding, store) in &stores.blob {
+            let bucket = BlobBucket::open(&store.location).map_err(|source| StoresError::Blob {
+                tenant: tenant.to_string(),
+                binding: binding.clone(),
+                at: store.at.clone(),
+                source: Box::new(source),
+            })?;
+            buckets.insert(binding.clone(), Arc::new(bucket));
+        }
+        Ok(TenantBindings {
+            kv: KvCtx::new(tenant, kv, self.meters.clone()),
+            sql: SqlCtx::new(
+                tenant,
+                sql,
+                config.limits.sql_size,
+                config.limits.memory,
+                self.meters.clone(),
+            ),
+            blob: BlobCtx::new(tenant, buckets, self.meters.clone()),
+            outbound: (!config.outbound.is_empty())
+                .then(|| OutboundClient::new(config.outbound.clone(), &config.limits)),
+        })
+    }
+}

@@ -1,0 +1,632 @@
+//! [`SqlBackend`] on SQLite: one file per tenant binding under the node's `sql/`
+//! directory, WAL, `synchronous = FULL` (a commit is on disk when it returns), a size cap,
+//! the authorizer in `authorizer.rs` and a progress handler that stops a statement at
+//! the request's deadline.
+//!
+//! Connections open on first use and close after [`IDLE_CLOSE`] without use, so a node
+//! with 1,000 tenants holds only the databases in use. SQLite calls block, so each
+//! database runs its statements on a thread of its own, never on an async worker.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak, mpsc};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rusqlite::hooks::AuthContext;
+use rusqlite::limits::Limit;
+use rusqlite::{Connection, OpenFlags};
+
+use super::authorizer::authorize;
+use super::database::{
+    SqlBackend, SqlDatabase, SqlError, Statement, StatementLimits, StatementResult, Value,
+};
+
+/// A connection unused this long is closed.
+pub const IDLE_CLOSE: Duration = Duration::from_secs(30);
+/// How long a statement waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// SQLite VM instructions between deadline checks.
+const PROGRESS_OPS: i32 = 4_000;
+/// Every SQLite database of the node, open or not.
+pub struct SqliteDatabases {
+    dir: PathBuf,
+    idle_close: Duration,
+    databases: Mutex<HashMap<String, Arc<SqliteDb>>>,
+}
+
+/// One tenant binding's database file.
+struct SqliteDb {
+    path: PathBuf,
+    max_bytes: u64,
+    connection: Mutex<Option<Connection>>,
+    /// The queue of this database's own thread, which runs its statements one after
+    /// another. Under load the thread drains many queued statements in one go, where a
+    /// blocking-pool task per statement would cost two thread hand-offs each (and show
+    /// in the tail latency). `None` until first use; the thread ends when idle.
+    worker: Mutex<Option<mpsc::Sender<Job>>>,
+    last_used: Mutex<Instant>,
+    /// When the running statement must stop: nanoseconds after [`clock_base`], 0 = none.
+    deadline: Arc<AtomicU64>,
+    /// Set while the host itself prepares statements (BEGIN/COMMIT of a batch).
+    host_statement: Arc<AtomicBool>,
+}
+
+/// Work for a database's thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// How long a database's thread waits for work before it ends.
+const WORKER_IDLE: Duration = Duration::from_secs(10);
+
+fn clock_base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+fn as_nanos(at: Instant) -> u64 {
+    at.saturating_duration_since(clock_base()).as_nanos() as u64
+}
+
+impl SqliteDatabases {
+    /// Databases live under `dir`; idle ones close after [`IDLE_CLOSE`].
+    pub fn new(dir: PathBuf) -> Arc<SqliteDatabases> {
+        SqliteDatabases::with_idle_close(dir, IDLE_CLOSE)
+    }
+
+    /// As [`SqliteDatabases::new`], closing connections after `idle_close` unused.
+    pub fn with_idle_close(dir: PathBuf, idle_close: Duration) -> Arc<SqliteDatabases> {
+        let databases = Arc::new(SqliteDatabases {
+            dir,
+            idle_close,
+            databases: Mutex::new(HashMap::new()),
+        });
+        let weak = Arc::downgrade(&databases);
+        let every = (idle_close / 4).max(Duration::from_millis(50));
+        let spawned = std::thread::Builder::new()
+            .name("outpost-sql-reaper".into())
+            .spawn(move || reap_idle(&weak, every));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the SQL idle reaper; connections stay open");
+        }
+        databases
+    }
+
+    /// How many database connections are open now.
+    pub fn open_count(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|db| db.connection.lock().is_ok_and(|c| c.is_some()))
+            .count()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SqliteDb>>> {
+        self.databases.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn database(&self, tenant: &str, binding: &str, max_bytes: u64) -> Arc<SqliteDb> {
+        let key = format!("{tenant}/{binding}");
+        self.lock()
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(SqliteDb {
+                    path: self.dir.join(tenant).join(format!("{binding}.sqlite")),
+                    max_bytes,
+                    connection: Mutex::new(None),
+                    worker: Mutex::new(None),
+                    last_used: Mutex::new(Instant::now()),
+                    deadline: Arc::new(AtomicU64::new(0)),
+                    host_statement: Arc::new(AtomicBool::new(false)),
+                })
+            })
+            .clone()
+    }
+}
+
+fn reap_idle(databases: &Weak<SqliteDatabases>, every: Duration) {
+    loop {
+        std::thread::sleep(every);
+        let Some(databases) = databases.upgrade() else {
+            return;
+        };
+        let all: Vec<Arc<SqliteDb>> = databases.lock().values().cloned().collect();
+        for db in all {
+            let idle = db
+                .last_used
+                .lock()
+                .map_or(Duration::ZERO, |at| at.elapsed());
+            if idle < databases.idle_close {
+                continue;
+            }
+            // try_lock: a database in use is not idle.
+            if let Ok(mut connection) = db.connection.try_lock()
+                && let Some(open) = connection.take()
+                && let Err((_, e)) = open.close()
+            {
+                tracing::warn!(path = %db.path.display(), error = %e, "closing an idle SQLite database failed");
+            }
+        }
+    }
+}
+
+/// Makes SQLite's error the guest's: the deadline, a full database and a missing table
+/// are told apart; anything else is the statement's fault, with SQLite's message.
+fn sql_error(error: rusqlite::Error) -> SqlError {
+    match &error {
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.code == rusqlite::ErrorCode::OperationInterrupted =>
+        {
+            SqlError::Deadline
+        }
+        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::DiskFull => {
+            SqlError::Full
+        }
+        rusqlite::Error::SqliteFailure(_, Some(message))
+            if message.starts_with("no such table")
+                || message.starts_with("no such column")
+                || message.starts_with("no such index")
+                || message.starts_with("no such view") =>
+        {
+            SqlError::NotFound(message.clone())
+        }
+        _ => SqlError::Statement(error.to_string()),
+    }
+}
+
+impl SqliteDb {
+    fn open(&self) -> Result<Connection, SqlError> {
+        let unavailable = |what: String| SqlError::Unavailable(what);
+        if let Some(parent) = self.path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| unavailable(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let connection = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| unavailable(format!("cannot open {}: {e}", self.path.display())))?;
+        self.configure(connection)
+            .map_err(|e| unavailable(format!("cannot configure {}: {e}", self.path.display())))
+    }
+
+    fn configure(&self, mut connection: Connection) -> rusqlite::Result<Connection> {
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        // WAL: readers do not block the writer; FULL: a commit is on disk when it returns.
+        connection.pragma_update(None, "journal_mode", "wal")?;
+        connection.pragma_update(None, "synchronous", "full")?;
+        connection.pragma_update(None, "foreign_keys", "on")?;
+        let page_size: i64 = connection.pragma_query_value(None, "page_size", |row| row.get(0))?;
+        let pages = (self.max_bytes / page_size.max(512) as u64).max(1);
+        connection.pragma_update(None, "max_page_count", pages as i64)?;
+        connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+        connection.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA,
+            false,
+        )?;
+        // No ATTACH at all (this also blocks `VACUUM INTO` another file).
+        connection.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+        let host_statement = self.host_statement.clone();
+        connection.authorizer(Some(move |context: AuthContext<'_>| {
+            authorize(&context, host_statement.load(Ordering::Relaxed))
+        }))?;
+        let deadline = self.deadline.clone();
+        connection.progress_handler(
+            PROGRESS_OPS,
+            Some(move || {
+                let at = deadline.load(Ordering::Relaxed);
+                at != 0 && as_nanos(Instant::now()) >= at
+            }),
+        )?;
+        Ok(connection)
+    }
+
+    /// Queues `job` for this database's thread, starting the thread if it is not
+    /// running (first use, or it ended idle or after a panic).
+    fn submit(&self, job: Job) -> Result<(), SqlError> {
+        let mut worker = self.worker.lock().unwrap_or_else(|e| e.into_inner());
+        let mut job = job;
+        if let Some(queue) = worker.as_ref() {
+            match queue.send(job) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::SendError(returned)) => job = returned,
+            }
+        }
+        let (queue, jobs) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("outpost-sql".into())
+            .spawn(move || {
+                while let Ok(job) = jobs.recv_timeout(WORKER_IDLE) {
+                    job();
+                }
+            })
+            .map_err(|e| {
+                SqlError::Unavailable(format!("cannot start the database's thread: {e}"))
+            })?;
+        queue
+            .send(job)
+            .map_err(|_| SqlError::Unavailable("the database's thread ended at once".into()))?;
+        *worker = Some(queue);
+        Ok(())
+    }
+
+    /// Runs `work` on this database's connection (opening it if closed) with the
+    /// request's deadline armed.
+    fn with_connection<T>(
+        &self,
+        deadline: Option<Instant>,
+        work: impl FnOnce(&mut Connection, &AtomicBool) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        let mut slot = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(self.open()?);
+        }
+        let Some(connection) = slot.as_mut() else {
+            return Err(SqlError::Unavailable(
+                "the database connection is unavailable".into(),
+            ));
+        };
+        // 0 means no deadline, so a deadline at the clock's base is stored as 1.
+        let at = deadline.map_or(0, |at| as_nanos(at).max(1));
+        self.deadline.store(at, Ordering::Relaxed);
+        let outcome = work(connection, &self.host_statement);
+        self.deadline.store(0, Ordering::Relaxed);
+        *self.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        outcome
+    }
+}
+
+/// Rows and changes of one statement, with a running size so no result outgrows what the
+/// guest could hold.
+struct Budget {
+    left: u64,
+    limit: u64,
+}
+
+impl Budget {
+    fn new(limit: u64) -> Budget {
+        Budget { left: limit, limit }
+    }
+
+    fn take(&mut self, bytes: usize) -> Result<(), SqlError> {
+        self.left = self
+            .left
+            .checked_sub(bytes as u64)
+            .ok_or(SqlError::ResultTooLarge { limit: self.limit })?;
+        Ok(())
+    }
+}
+
+fn to_sql(value: Value) -> rusqlite::types::Value {
+    use rusqlite::types::Value as Sql;
+    match value {
+        Value::Null => Sql::Null,
+        Value::Integer(i) => Sql::Integer(i),
+        Value::Real(r) => Sql::Real(r),
+        Value::Text(t) => Sql::Text(t),
+        Value::Blob(b) => Sql::Blob(b),
+    }
+}
+
+fn from_sql(value: rusqlite::types::ValueRef<'_>, budget: &mut Budget) -> Result<Value, SqlError> {
+    use rusqlite::types::ValueRef;
+    Ok(match value {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(r) => Value::Real(r),
+        ValueRef::Text(t) => {
+            budget.take(t.len())?;
+            Value::Text(String::from_utf8_lossy(t).into_owned())
+        }
+        ValueRef::Blob(b) => {
+            budget.take(b.len())?;
+            Value::Blob(b.to_vec())
+        }
+    })
+}
+
+fn run(
+    connection: &Connection,
+    sql: &str,
+    params: Vec<Value>,
+    budget: &mut Budget,
+) -> Result<StatementResult, SqlError> {
+    let mut statement = connection.prepare(sql).map_err(sql_error)?;
+    let columns: Vec<String> = statement.column_names().map(str::to_string).collect();
+    let readonly = statement.readonly();
+    let params: Vec<rusqlite::types::Value> = params.into_iter().map(to_sql).collect();
+    let mut rows = statement
+        .query(rusqlite::params_from_iter(params))
+        .map_err(sql_error)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        budget.take(16 * columns.len())?;
+        let values = (0..columns.len())
+            .map(|i| from_sql(row.get_ref(i).map_err(sql_error)?, budget))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(values);
+    }
+    drop(rows);
+    Ok(StatementResult {
+        columns,
+        rows: out,
+        changes: if readonly { 0 } else { connection.changes() },
+        last_insert_rowid: connection.last_insert_rowid(),
+    })
+}
+
+fn run_batch(
+    connection: &mut Connection,
+    host_statement: &AtomicBool,
+    statements: Vec<Statement>,
+    budget: &mut Budget,
+) -> Result<Vec<StatementResult>, SqlError> {
+    let host = |connection: &Connection, sql: &str| {
+        host_statement.store(true, Ordering::Relaxed);
+        let done = connection.execute_batch(sql).map_err(sql_error);
+        host_statement.store(false, Ordering::Relaxed);
+        done
+    };
+    host(connection, "BEGIN IMMEDIATE")?;
+    let mut results = Vec::with_capacity(statements.len());
+    for (index, statement) in statements.into_iter().enumerate() {
+        match run(connection, &statement.sql, statement.params, budget) {
+            Ok(result) => results.push(result),
+            Err(e) => {
+                if !connection.is_autocommit() {
+                    let _ = host(connection, "ROLLBACK");
+                }
+                return Err(SqlError::InBatch {
+                    index,
+                    error: Box::new(e),
+                });
+            }
+        }
+    }
+    if let Err(e) = host(connection, "COMMIT") {
+        if !connection.is_autocommit() {
+            let _ = host(connection, "ROLLBACK");
+        }
+        return Err(e);
+    }
+    Ok(results)
+}
+
+impl SqlBackend for SqliteDatabases {
+    fn open(
+        &self,
+        tenant: &str,
+        binding: &str,
+        max_bytes: u64,
+    ) -> Result<Arc<dyn SqlDatabase>, SqlError> {
+        Ok(Arc::new(self.database(tenant, binding, max_bytes)))
+    }
+}
+
+impl SqliteDb {
+    /// Runs `work` on this database's thread and waits for its answer without blocking
+    /// the async thread.
+    async fn on_thread<T: Send + 'static>(
+        self: &Arc<Self>,
+        limits: StatementLimits,
+        work: impl FnOnce(&mut Connection, &AtomicBool, &mut Budget) -> Result<T, SqlError>
+        + Send
+        + 'static,
+    ) -> Result<T, SqlError> {
+        let db = self.clone();
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        self.submit(Box::new(move || {
+            let mut budget = Budget::new(limits.max_result_bytes);
+            let result = db.with_connection(limits.deadline, |connection, host_statement| {
+                work(connection, host_statement, &mut budget)
+            });
+            let _ = reply.send(result);
+        }))?;
+        // The job dropped unanswered: it panicked on the database's thread.
+        outcome
+            .await
+            .unwrap_or_else(|_| Err(SqlError::Unavailable("the SQL worker failed".into())))
+    }
+}
+
+#[async_trait]
+impl SqlDatabase for Arc<SqliteDb> {
+    async fn run(
+        &self,
+        sql: String,
+        params: Vec<Value>,
+        limits: StatementLimits,
+    ) -> Result<StatementResult, SqlError> {
+        self.on_thread(limits, move |connection, _, budget| {
+            run(connection, &sql, params, budget)
+        })
+        .await
+    }
+
+    async fn batch(
+        &self,
+        statements: Vec<Statement>,
+        limits: StatementLimits,
+    ) -> Result<Vec<StatementResult>, SqlError> {
+        self.on_thread(limits, move |connection, host_statement, budget| {
+            run_batch(connection, host_statement, statements, budget)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn database(dir: &Path) -> Arc<SqliteDb> {
+        SqliteDatabases::with_idle_close(dir.to_path_buf(), Duration::from_millis(200)).database(
+            "t",
+            "DB",
+            1 << 30,
+        )
+    }
+
+    fn exec(db: &SqliteDb, sql: &str) -> Result<StatementResult, SqlError> {
+        db.with_connection(None, |connection, _| {
+            run(connection, sql, Vec::new(), &mut Budget::new(1 << 20))
+        })
+    }
+
+    #[test]
+    fn escapes_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = database(dir.path());
+        for sql in [
+            "ATTACH DATABASE '/tmp/other.db' AS other",
+            "PRAGMA journal_mode = delete",
+            "PRAGMA writable_schema = on",
+            "SELECT load_extension('x')",
+            "BEGIN",
+            "VACUUM INTO '/tmp/copy.db'",
+        ] {
+            assert!(exec(&db, sql).is_err(), "`{sql}` must be refused");
+        }
+        exec(&db, "CREATE TABLE t (x)").expect("create");
+        exec(&db, "PRAGMA table_info(t)").expect("introspection is allowed");
+    }
+
+    #[test]
+    fn the_deadline_interrupts_a_long_query() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = database(dir.path());
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let outcome = db.with_connection(Some(deadline), |connection, _| {
+            let mut budget = Budget::new(1 << 20);
+            run(
+                connection,
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n",
+                Vec::new(),
+                &mut budget,
+            )
+        });
+        let error = outcome.expect_err("an endless query must be stopped");
+        assert!(matches!(error, SqlError::Deadline), "{error}");
+    }
+
+    #[test]
+    fn the_size_cap_refuses_growth() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = SqliteDatabases::new(dir.path().to_path_buf()).database("t", "DB", 64 * 1024);
+        exec(&db, "CREATE TABLE t (x)").expect("create");
+        let outcome = exec(&db, "INSERT INTO t SELECT zeroblob(200000)");
+        let error = outcome.expect_err("a row beyond the cap must fail");
+        assert!(matches!(error, SqlError::Full), "{error}");
+    }
+
+    #[test]
+    fn a_missing_table_is_not_found_and_a_syntax_error_is_the_statement() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = database(dir.path());
+        let missing = exec(&db, "SELECT * FROM nowhere").expect_err("no table");
+        assert!(
+            matches!(&missing, SqlError::NotFound(m) if m.contains("nowhere")),
+            "{missing}"
+        );
+        let syntax = exec(&db, "SELEC 1").expect_err("bad syntax");
+        assert!(matches!(syntax, SqlError::Statement(_)), "{syntax}");
+    }
+
+    #[test]
+    fn a_result_over_the_budget_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = database(dir.path());
+        let outcome = db.with_connection(None, |connection, _| {
+            run(
+                connection,
+                "SELECT zeroblob(4096)",
+                Vec::new(),
+                &mut Budget::new(1024),
+            )
+        });
+        assert!(matches!(
+            outcome,
+            Err(SqlError::ResultTooLarge { limit: 1024 })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_failing_batch_applies_nothing_and_names_the_statement() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = database(dir.path());
+        let limits = StatementLimits {
+            deadline: None,
+            max_result_bytes: 1 << 20,
+        };
+        db.run("CREATE TABLE t (x UNIQUE)".into(), Vec::new(), limits)
+            .await
+            .expect("create");
+        let statement = |sql: &str| Statement {
+            sql: sql.into(),
+            params: Vec::new(),
+        };
+        let failed = db
+            .batch(
+                vec![
+                    statement("INSERT INTO t VALUES (1)"),
+                    statement("INSERT INTO t VALUES (1)"),
+                ],
+                limits,
+            )
+            .await
+            .expect_err("the second insert breaks the constraint");
+        assert!(
+            matches!(failed, SqlError::InBatch { index: 1, .. }),
+            "{failed}"
+        );
+        let count = db
+            .run("SELECT count(*) FROM t".into(), Vec::new(), limits)
+            .await
+            .expect("count");
+        assert!(matches!(count.rows[0][0], Value::Integer(0)));
+    }
+
+    #[test]
+    fn idle_connections_close_and_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dbs =
+            SqliteDatabases::with_idle_close(dir.path().to_path_buf(), Duration::from_millis(200));
+        let db = dbs.database("t", "DB", 1 << 30);
+        exec(&db, "CREATE TABLE t (x)").expect("create");
+        assert_eq!(dbs.open_count(), 1);
+        let waited = Instant::now();
+        while dbs.open_count() > 0 {
+            assert!(
+                waited.elapsed() < Duration::from_secs(10),
+                "the idle connection was never closed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        exec(&db, "INSERT INTO t VALUES (1)").expect("reopens on use");
+        assert_eq!(dbs.open_count(), 1);
+    }
+
+    #[test]
+    fn a_database_thread_that_ended_is_started_again() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = database(dir.path());
+        let run = |db: &Arc<SqliteDb>| {
+            let (reply, answer) = mpsc::channel();
+            db.submit(Box::new(move || {
+                let _ = reply.send(std::thread::current().id());
+            }))
+            .expect("submitted");
+            answer
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the job ran")
+        };
+        let first = run(&db);
+        assert_eq!(run(&db), first, "one thread serves the database while busy");
+        // As if the thread had ended idle: its queue's receiving end is gone.
+        *db.worker.lock().expect("lock") = Some(mpsc::channel().0);
+        assert_ne!(run(&db), first, "a new thread took over");
+    }
+}
