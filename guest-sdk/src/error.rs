@@ -103,7 +103,10 @@ impl fmt::Display for StoreError {
             | StoreError::Failed(text) => f.write_str(text),
             StoreError::LimitExceeded { limit, reason } => write!(f, "{reason} ({limit})"),
             StoreError::RangeNotSatisfiable { size } => {
-                write!(f, "the range cannot be satisfied: the object is {size} bytes")
+                write!(
+                    f,
+                    "the range cannot be satisfied: the object is {size} bytes"
+                )
             }
             StoreError::Deadline => f.write_str("the request's deadline passed"),
         }
@@ -254,6 +257,9 @@ mod tests {
     #[test]
     fn with_status_shows_an_internal_message() {
         let error = Error::internal("secret detail").with_status(409);
-        assert_eq!((error.status(), error.message()), (409, "secret detail".to_string()));
+        assert_eq!(
+            (error.status(), error.message()),
+            (409, "secret detail".to_string())
+        );
     }
 }

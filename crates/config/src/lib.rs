@@ -722,19 +722,17 @@ impl Validator<'_> {
                                 .iter()
                                 .map(|(name, _)| format!("\"{name}\""))
                                 .collect();
-                            errors.push(
-                                self.error(
-                                    &raw,
-                                    &key,
-                                    format!(
+                            errors.push(self.error(
+                                &raw,
+                                &key,
+                                format!(
                                         "`{}` is not a KV backend; use {}",
                                         backend
                                             .as_str()
                                             .map_or_else(|| backend.to_string(), str::to_string),
                                         known.join(" or ")
                                     ),
-                                ),
-                            );
+                            ));
                         }
                     }
                 }

@@ -31,8 +31,7 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
                 cursor: req.query_param("cursor"),
                 limit,
             })
-            .await
-            ?;
+            .await?;
         return Response::json(&listing);
     }
     let Some(raw_key) = path.strip_prefix("/files/") else {
@@ -52,10 +51,7 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
                     options = options.metadata(meta, value);
                 }
             }
-            let info = files
-                .put_stream(&key, req.into_stream(), options)
-                .await
-                ?;
+            let info = files.put_stream(&key, req.into_stream(), options).await?;
             Ok(Response::json(&info)?.with_status(201))
         }
         "GET" => {
@@ -89,11 +85,7 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
             Ok(response.with_body(object.into_body()).with_status(status))
         }
         "HEAD" => {
-            let info = files
-                .head(&key)
-                .await
-                ?
-                .ok_or_else(Error::not_found)?;
+            let info = files.head(&key).await?.ok_or_else(Error::not_found)?;
             Ok(headers(Response::new(200), &info)
                 .with_header("content-length", info.size.to_string()))
         }

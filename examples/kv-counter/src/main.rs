@@ -39,8 +39,7 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
             let ttl = number("ttl")?.ok_or_else(|| Error::bad_request("give ?ttl=seconds"))?;
             let value = param("value").unwrap_or_default();
             kv.put_with(&key()?, value, Put::default().ttl(ttl as u64))
-                .await
-                ?;
+                .await?;
             Ok(Response::text("stored"))
         }
         ("GET", "/get") => match kv.get(&key()?).await? {
@@ -48,11 +47,7 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
             None => Err(Error::not_found()),
         },
         ("GET", "/entry") => {
-            let entry = kv
-                .get_entry(&key()?)
-                .await
-                ?
-                .ok_or_else(Error::not_found)?;
+            let entry = kv.get_entry(&key()?).await?.ok_or_else(Error::not_found)?;
             Response::json(&json!({
                 "value": String::from_utf8_lossy(&entry.value),
                 "metadata": entry.metadata.as_deref().map(String::from_utf8_lossy),
@@ -68,8 +63,7 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
                     cursor: param("cursor"),
                     limit,
                 })
-                .await
-                ?;
+                .await?;
             let keys: Vec<_> = page
                 .keys
                 .iter()
@@ -116,8 +110,7 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
             let value = req.bytes().await?;
             match kv
                 .compare_and_swap(&key, version, value, Put::default())
-                .await
-                ?
+                .await?
             {
                 Swap::Swapped(version) => Response::json(&json!({ "version": version })),
                 Swap::Conflict(current) => {

@@ -145,9 +145,10 @@ impl http_body::Body for DrainedOnDrop {
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.body
-            .as_ref()
-            .map_or_else(|| http_body::SizeHint::with_exact(0), |body| body.size_hint())
+        self.body.as_ref().map_or_else(
+            || http_body::SizeHint::with_exact(0),
+            |body| body.size_hint(),
+        )
     }
 }
 
