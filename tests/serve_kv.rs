@@ -260,3 +260,56 @@ async fn list_pages_through_keys_in_order() {
     assert_eq!(pages, 3);
     assert_eq!(seen, expected);
 }
+
+/// A binding on the memory backend: the same operations, a store of its own beside the
+/// sled one of the same tenant, and nothing left after a restart.
+#[tokio::test]
+async fn a_memory_binding_serves_kv_and_is_gone_after_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let memory = support::tenant(
+        "scratch",
+        "kv-counter",
+        &["scratch.test"],
+        "kv = { COUNTS = \"memory\" }",
+    );
+    let durable = support::tenant(
+        "durable",
+        "kv-counter",
+        &["durable.test"],
+        "kv = [\"COUNTS\"]",
+    );
+    let (config, addr) = support::write_config(dir.path(), &format!("{memory}\n{durable}"));
+    let node = Node::start_with(dir, &config, addr).await;
+    for expected in 1..=3 {
+        let reply = node.get("scratch.test", "/").await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, &*expected.to_string())
+        );
+    }
+    assert_eq!(
+        node.get("durable.test", "/").await.body,
+        "1",
+        "sled is another store"
+    );
+    let put = node
+        .call(Method::PUT, "scratch.test", "/put?key=k", "v")
+        .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    let listed = node.get("scratch.test", "/list?prefix=").await.json();
+    assert_eq!(strings(&listed["keys"], "name"), ["counter", "k"]);
+
+    let dir = node.stop();
+    let node = Node::start_with(dir, &config, addr).await;
+    assert_eq!(node.get("scratch.test", "/get?key=k").await.status, 404);
+    assert_eq!(
+        node.get("scratch.test", "/").await.body,
+        "1",
+        "memory starts empty"
+    );
+    assert_eq!(
+        node.get("durable.test", "/").await.body,
+        "2",
+        "sled kept its count"
+    );
+}

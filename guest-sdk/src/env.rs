@@ -1,3 +1,6 @@
+//! [`Env`]: what a handler may reach besides its request (Workers' `env` and `ctx`):
+//! variables, secrets, stores, outbound fetch and work after the response.
+
 use std::cell::RefCell;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -27,6 +30,13 @@ impl Env {
 
     /// A variable from the tenant's `vars` in the node config.
     pub fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+
+    /// A secret from the tenant's `secrets` (read by the node from its environment or a
+    /// file, never written in the config). The node passes secrets the way it passes
+    /// vars; asking for one by this name says which the code means.
+    pub fn secret(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
     }
 

@@ -80,7 +80,7 @@ async fn verify(token: &str, env: &Env) -> Result<std::result::Result<String, St
         Err(_) => return Ok(Err("malformed token".into())),
     };
     let key = match header.alg {
-        Algorithm::HS256 => match env.var("HS256_SECRET") {
+        Algorithm::HS256 => match env.secret("HS256_SECRET") {
             Some(secret) => DecodingKey::from_secret(secret.as_bytes()),
             None => return Ok(Err("HS256 tokens are not accepted here".into())),
         },
