@@ -105,7 +105,13 @@ impl Setup {
     /// Asserts a 401 with `reason` and that the app never saw the request.
     async fn refused(&self, token: Option<&str>, reason: &str) {
         let reply = self.call(token).await;
-        assert_eq!(reply.status, 401, "{}", reply.body);
+        assert_eq!(
+            reply.status,
+            401,
+            "{}; the node logged:\n{}",
+            reply.body,
+            self.node.logs()
+        );
         assert_eq!(reply.json()["reason"], reason, "{}", reply.body);
         assert_eq!(reply.json()["error"], "invalid_token");
         assert!(
