@@ -708,9 +708,7 @@ impl Validator<'_> {
                 for (name, backend) in table {
                     let key = format!("kv.{name}");
                     if !stores::is_binding_name(name) {
-                        errors.push(self.error(&raw, &key, format!(
-                            "`{name}` is not a binding name; use letters, digits and `_`, starting with a letter (at most 63)"
-                        )));
+                        errors.push(self.error(&raw, &key, stores::not_a_binding_name(name)));
                         continue;
                     }
                     match backend.as_str().and_then(KvBackendKind::from_name) {
@@ -755,10 +753,7 @@ impl Validator<'_> {
         let mut names = Vec::new();
         for name in raw.map(Spanned::into_inner).unwrap_or_default() {
             if !stores::is_binding_name(name.get_ref()) {
-                errors.push(self.error(&name, key, format!(
-                    "`{}` is not a binding name; use letters, digits and `_`, starting with a letter (at most 63), e.g. \"SESSIONS\"",
-                    name.get_ref()
-                )));
+                errors.push(self.error(&name, key, stores::not_a_binding_name(name.get_ref())));
             } else if names.contains(name.get_ref()) {
                 errors.push(self.error(
                     &name,
@@ -783,9 +778,7 @@ impl Validator<'_> {
         for (name, value) in raw {
             let key = format!("blob.{name}");
             if !stores::is_binding_name(&name) {
-                errors.push(self.error(&value, &key, format!(
-                    "`{name}` is not a binding name; use letters, digits and `_`, starting with a letter (at most 63)"
-                )));
+                errors.push(self.error(&value, &key, stores::not_a_binding_name(&name)));
                 continue;
             }
             let at = self.at(value.span());

@@ -136,3 +136,10 @@ pub(crate) fn is_binding_name(name: &str) -> bool {
         && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
+
+/// Why `name` cannot be a binding's name.
+pub(crate) fn not_a_binding_name(name: &str) -> String {
+    format!(
+        "`{name}` is not a binding name; use letters, digits and `_`, starting with a letter (at most 63), e.g. \"SESSIONS\""
+    )
+}

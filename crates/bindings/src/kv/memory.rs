@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use super::store::{
-    KvBackend, KvError, KvStore, Listed, Stored, Swap, WriteOptions, add_to_counter, parse_counter,
+    KvBackend, KvError, KvStore, Listed, LiveValue, Stored, Swap, WriteOptions, list_start,
+    next_counter, page,
 };
 
 /// Most bytes (keys, values and metadata) one memory binding holds; a write past it
@@ -143,28 +144,20 @@ impl KvStore for MemoryStore {
         limit: usize,
         now_ms: u64,
     ) -> Result<(Vec<Listed>, bool), KvError> {
-        let start = match after {
-            Some(after) if after >= prefix => Bound::Excluded(after.to_vec()),
-            _ => Bound::Included(prefix.to_vec()),
-        };
         let entries = self.entries();
-        let mut keys = Vec::new();
         let live = entries
             .map
-            .range((start, Bound::Unbounded))
+            .range((list_start(prefix, after), Bound::Unbounded))
             .take_while(|(key, _)| key.starts_with(prefix))
-            .filter(|(_, stored)| is_live(stored, now_ms));
-        for (key, stored) in live {
-            if keys.len() == limit {
-                return Ok((keys, false));
-            }
-            keys.push(Listed {
-                key: key.clone(),
-                expires_at_ms: stored.expires_at_ms,
-                metadata: stored.metadata.clone(),
+            .filter(|(_, stored)| is_live(stored, now_ms))
+            .map(|(key, stored)| {
+                Ok(Listed {
+                    key: key.clone(),
+                    expires_at_ms: stored.expires_at_ms,
+                    metadata: stored.metadata.clone(),
+                })
             });
-        }
-        Ok((keys, true))
+        page(live, limit)
     }
 
     async fn increment(
@@ -175,23 +168,15 @@ impl KvStore for MemoryStore {
         now_ms: u64,
     ) -> Result<i64, KvError> {
         let mut entries = self.entries();
-        let (current, options) = match entries.get(key).filter(|s| is_live(s, now_ms)) {
-            Some(stored) => (
-                parse_counter(key, &stored.value)?,
-                WriteOptions {
-                    metadata: stored.metadata.clone(),
-                    expires_at_ms: stored.expires_at_ms,
-                },
-            ),
-            None => (
-                0,
-                WriteOptions {
-                    metadata: None,
-                    expires_at_ms,
-                },
-            ),
-        };
-        let next = add_to_counter(key, current, delta)?;
+        let live = entries
+            .get(key)
+            .filter(|s| is_live(s, now_ms))
+            .map(|s| LiveValue {
+                value: &s.value,
+                metadata: s.metadata.as_deref(),
+                expires_at_ms: s.expires_at_ms,
+            });
+        let (next, options) = next_counter(key, live, delta, expires_at_ms)?;
         let stored = self.stored(next.to_string().as_bytes(), &options);
         entries.insert(key, stored, self.max_bytes)?;
         Ok(next)

@@ -16,7 +16,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use super::store::{KvBackend, KvError, KvStore, Listed, Stored, Swap, WriteOptions};
+use super::store::{
+    KvBackend, KvError, KvStore, Listed, LiveValue, Stored, Swap, WriteOptions, list_start,
+    next_counter, page,
+};
 
 /// The tree indexing expiring values: key = expiry ms (BE) ++ namespace length (u16 BE)
 /// ++ namespace ++ key.
@@ -418,30 +421,23 @@ impl KvStore for SledStore {
         limit: usize,
         now_ms: u64,
     ) -> Result<(Vec<Listed>, bool), KvError> {
-        let start = match after {
-            Some(after) if after >= prefix => Bound::Excluded(after.to_vec()),
-            _ => Bound::Included(prefix.to_vec()),
-        };
-        let mut keys = Vec::new();
-        for entry in self.tree.range((start, Bound::Unbounded)) {
-            let (key, raw) = entry.map_err(storage)?;
-            if !key.starts_with(prefix) {
-                break;
-            }
-            let Some(header) = live(Some(&raw), &key, now_ms)? else {
-                continue;
-            };
-            if keys.len() == limit {
-                // One more live key exists: the listing goes on.
-                return Ok((keys, false));
-            }
-            keys.push(Listed {
-                key: key.to_vec(),
-                expires_at_ms: header.expires_at_ms,
-                metadata: header.metadata.map(<[u8]>::to_vec),
-            });
-        }
-        Ok((keys, true))
+        let live = self
+            .tree
+            .range((list_start(prefix, after), Bound::Unbounded))
+            .map(|entry| entry.map_err(storage))
+            // Keys are in order: the first one outside the prefix ends the listing.
+            .take_while(|entry| !matches!(entry, Ok((key, _)) if !key.starts_with(prefix)))
+            .map(|entry| {
+                let (key, raw) = entry?;
+                let header = live(Some(&raw), &key, now_ms)?;
+                Ok(header.map(|header| Listed {
+                    key: key.to_vec(),
+                    expires_at_ms: header.expires_at_ms,
+                    metadata: header.metadata.map(<[u8]>::to_vec),
+                }))
+            })
+            .filter_map(Result::transpose);
+        page(live, limit)
     }
 
     async fn increment(
@@ -453,23 +449,12 @@ impl KvStore for SledStore {
     ) -> Result<i64, KvError> {
         loop {
             let raw = self.tree.get(key).map_err(storage)?;
-            let (current, options) = match live(raw.as_ref(), key, now_ms)? {
-                Some(h) => (
-                    super::store::parse_counter(key, h.value)?,
-                    WriteOptions {
-                        metadata: h.metadata.map(<[u8]>::to_vec),
-                        expires_at_ms: h.expires_at_ms,
-                    },
-                ),
-                None => (
-                    0,
-                    WriteOptions {
-                        metadata: None,
-                        expires_at_ms,
-                    },
-                ),
-            };
-            let next = super::store::add_to_counter(key, current, delta)?;
+            let current = live(raw.as_ref(), key, now_ms)?.map(|h| LiveValue {
+                value: h.value,
+                metadata: h.metadata,
+                expires_at_ms: h.expires_at_ms,
+            });
+            let (next, options) = next_counter(key, current, delta, expires_at_ms)?;
             let text = next.to_string();
             if self
                 .write(

@@ -4,6 +4,7 @@
 //! The host layer (`host.rs`) checks arguments and limits before a call reaches a
 //! backend, so a backend only stores: it never sees an oversized key or a bad cursor.
 
+use std::ops::Bound;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -118,25 +119,82 @@ pub trait KvBackend: Send + Sync {
     fn open(&self, tenant: &str, binding: &str) -> Result<Arc<dyn KvStore>, KvError>;
 }
 
-/// The counter stored at `key`, as `increment` reads it: decimal text.
-pub(crate) fn parse_counter(key: &[u8], value: &[u8]) -> Result<i64, KvError> {
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|text| text.trim().parse::<i64>().ok())
-        .ok_or_else(|| {
-            KvError::Invalid(format!(
-                "cannot increment `{}`: its value is not a decimal integer",
-                String::from_utf8_lossy(key)
-            ))
-        })
+/// Where a listing of `prefix` after the key `after` starts, in key order.
+pub(crate) fn list_start(prefix: &[u8], after: Option<&[u8]>) -> Bound<Vec<u8>> {
+    match after {
+        Some(after) if after >= prefix => Bound::Excluded(after.to_vec()),
+        _ => Bound::Included(prefix.to_vec()),
+    }
 }
 
-/// `current + delta`, or why it cannot be stored.
-pub(crate) fn add_to_counter(key: &[u8], current: i64, delta: i64) -> Result<i64, KvError> {
-    current.checked_add(delta).ok_or_else(|| {
+/// The first `limit` of `live` (the live keys of a listing, in order), and whether that
+/// was all of them.
+pub(crate) fn page(
+    live: impl Iterator<Item = Result<Listed, KvError>>,
+    limit: usize,
+) -> Result<(Vec<Listed>, bool), KvError> {
+    let mut keys = Vec::new();
+    for listed in live {
+        let listed = listed?;
+        if keys.len() == limit {
+            // One more live key exists: the listing goes on.
+            return Ok((keys, false));
+        }
+        keys.push(listed);
+    }
+    Ok((keys, true))
+}
+
+/// A key's live value as a backend read it, with what was stored beside it.
+pub(crate) struct LiveValue<'a> {
+    pub(crate) value: &'a [u8],
+    pub(crate) metadata: Option<&'a [u8]>,
+    pub(crate) expires_at_ms: Option<u64>,
+}
+
+/// What `increment` writes: the sum, and the options to write it with. `live` is the
+/// key's live value and what was stored with it (absent or expired: `None`, counting
+/// from 0 with the new expiry); an existing key keeps its metadata and expiry.
+pub(crate) fn next_counter(
+    key: &[u8],
+    live: Option<LiveValue<'_>>,
+    delta: i64,
+    expires_at_ms: Option<u64>,
+) -> Result<(i64, WriteOptions), KvError> {
+    let (current, options) = match live {
+        Some(LiveValue {
+            value,
+            metadata,
+            expires_at_ms: expires,
+        }) => {
+            let current = std::str::from_utf8(value)
+                .ok()
+                .and_then(|text| text.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    KvError::Invalid(format!(
+                        "cannot increment `{}`: its value is not a decimal integer",
+                        String::from_utf8_lossy(key)
+                    ))
+                })?;
+            let options = WriteOptions {
+                metadata: metadata.map(<[u8]>::to_vec),
+                expires_at_ms: expires,
+            };
+            (current, options)
+        }
+        None => (
+            0,
+            WriteOptions {
+                metadata: None,
+                expires_at_ms,
+            },
+        ),
+    };
+    let next = current.checked_add(delta).ok_or_else(|| {
         KvError::Invalid(format!(
             "incrementing `{}` by {delta} overflows a 64-bit integer",
             String::from_utf8_lossy(key)
         ))
-    })
+    })?;
+    Ok((next, options))
 }
