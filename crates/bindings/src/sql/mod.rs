@@ -8,6 +8,7 @@ mod authorizer;
 mod database;
 mod host;
 mod sqlite;
+mod statement;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

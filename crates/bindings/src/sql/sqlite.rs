@@ -1,6 +1,6 @@
 //! [`SqlBackend`] on SQLite: one file per tenant binding under the node's `sql/`
 //! directory, WAL, `synchronous = FULL` (a commit is on disk when it returns), a size cap,
-//! the authorizer in `authorizer.rs` and a progress handler that stops a statement at
+//! the authorizer in `authorizer.rs`, statements run by `statement.rs`, and a progress handler that stops a statement at
 //! the request's deadline.
 //!
 //! Connections open on first use and close after [`IDLE_CLOSE`] without use, so a node
@@ -22,6 +22,7 @@ use super::authorizer::authorize;
 use super::database::{
     SqlBackend, SqlDatabase, SqlError, Statement, StatementLimits, StatementResult, Value,
 };
+use super::statement::{Budget, run, run_batch};
 
 /// A connection unused this long is closed.
 pub const IDLE_CLOSE: Duration = Duration::from_secs(30);
@@ -149,30 +150,6 @@ fn reap_idle(databases: &Weak<SqliteDatabases>, every: Duration) {
     }
 }
 
-/// Makes SQLite's error the guest's: the deadline, a full database and a missing table
-/// are told apart; anything else is the statement's fault, with SQLite's message.
-fn sql_error(error: rusqlite::Error) -> SqlError {
-    match &error {
-        rusqlite::Error::SqliteFailure(e, _)
-            if e.code == rusqlite::ErrorCode::OperationInterrupted =>
-        {
-            SqlError::Deadline
-        }
-        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::DiskFull => {
-            SqlError::Full
-        }
-        rusqlite::Error::SqliteFailure(_, Some(message))
-            if message.starts_with("no such table")
-                || message.starts_with("no such column")
-                || message.starts_with("no such index")
-                || message.starts_with("no such view") =>
-        {
-            SqlError::NotFound(message.clone())
-        }
-        _ => SqlError::Statement(error.to_string()),
-    }
-}
-
 impl SqliteDb {
     fn open(&self) -> Result<Connection, SqlError> {
         let unavailable = |what: String| SqlError::Unavailable(what);
@@ -275,122 +252,6 @@ impl SqliteDb {
         *self.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         outcome
     }
-}
-
-/// Rows and changes of one statement, with a running size so no result outgrows what the
-/// guest could hold.
-struct Budget {
-    left: u64,
-    limit: u64,
-}
-
-impl Budget {
-    fn new(limit: u64) -> Budget {
-        Budget { left: limit, limit }
-    }
-
-    fn take(&mut self, bytes: usize) -> Result<(), SqlError> {
-        self.left = self
-            .left
-            .checked_sub(bytes as u64)
-            .ok_or(SqlError::ResultTooLarge { limit: self.limit })?;
-        Ok(())
-    }
-}
-
-fn to_sql(value: Value) -> rusqlite::types::Value {
-    use rusqlite::types::Value as Sql;
-    match value {
-        Value::Null => Sql::Null,
-        Value::Integer(i) => Sql::Integer(i),
-        Value::Real(r) => Sql::Real(r),
-        Value::Text(t) => Sql::Text(t),
-        Value::Blob(b) => Sql::Blob(b),
-    }
-}
-
-fn from_sql(value: rusqlite::types::ValueRef<'_>, budget: &mut Budget) -> Result<Value, SqlError> {
-    use rusqlite::types::ValueRef;
-    Ok(match value {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::Integer(i),
-        ValueRef::Real(r) => Value::Real(r),
-        ValueRef::Text(t) => {
-            budget.take(t.len())?;
-            Value::Text(String::from_utf8_lossy(t).into_owned())
-        }
-        ValueRef::Blob(b) => {
-            budget.take(b.len())?;
-            Value::Blob(b.to_vec())
-        }
-    })
-}
-
-fn run(
-    connection: &Connection,
-    sql: &str,
-    params: Vec<Value>,
-    budget: &mut Budget,
-) -> Result<StatementResult, SqlError> {
-    let mut statement = connection.prepare(sql).map_err(sql_error)?;
-    let columns: Vec<String> = statement.column_names().map(str::to_string).collect();
-    let readonly = statement.readonly();
-    let params: Vec<rusqlite::types::Value> = params.into_iter().map(to_sql).collect();
-    let mut rows = statement
-        .query(rusqlite::params_from_iter(params))
-        .map_err(sql_error)?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().map_err(sql_error)? {
-        budget.take(16 * columns.len())?;
-        let values = (0..columns.len())
-            .map(|i| from_sql(row.get_ref(i).map_err(sql_error)?, budget))
-            .collect::<Result<Vec<_>, _>>()?;
-        out.push(values);
-    }
-    drop(rows);
-    Ok(StatementResult {
-        columns,
-        rows: out,
-        changes: if readonly { 0 } else { connection.changes() },
-        last_insert_rowid: connection.last_insert_rowid(),
-    })
-}
-
-fn run_batch(
-    connection: &mut Connection,
-    host_statement: &AtomicBool,
-    statements: Vec<Statement>,
-    budget: &mut Budget,
-) -> Result<Vec<StatementResult>, SqlError> {
-    let host = |connection: &Connection, sql: &str| {
-        host_statement.store(true, Ordering::Relaxed);
-        let done = connection.execute_batch(sql).map_err(sql_error);
-        host_statement.store(false, Ordering::Relaxed);
-        done
-    };
-    host(connection, "BEGIN IMMEDIATE")?;
-    let mut results = Vec::with_capacity(statements.len());
-    for (index, statement) in statements.into_iter().enumerate() {
-        match run(connection, &statement.sql, statement.params, budget) {
-            Ok(result) => results.push(result),
-            Err(e) => {
-                if !connection.is_autocommit() {
-                    let _ = host(connection, "ROLLBACK");
-                }
-                return Err(SqlError::InBatch {
-                    index,
-                    error: Box::new(e),
-                });
-            }
-        }
-    }
-    if let Err(e) = host(connection, "COMMIT") {
-        if !connection.is_autocommit() {
-            let _ = host(connection, "ROLLBACK");
-        }
-        return Err(e);
-    }
-    Ok(results)
 }
 
 impl SqlBackend for SqliteDatabases {

@@ -16,18 +16,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+mod format;
+
 use super::store::{
     KvBackend, KvError, KvStore, Listed, LiveValue, Stored, Swap, WriteOptions, list_start,
     next_counter, page,
 };
+use format::{decode_header, encode, expiry_key, live, parse_expiry_key};
 
 /// The tree indexing expiring values: key = expiry ms (BE) ++ namespace length (u16 BE)
 /// ++ namespace ++ key.
 const EXPIRY_TREE: &str = "__outpost_expiry";
-/// Value format byte, so the layout can change later.
-const FORMAT: u8 = 1;
-const HEADER: usize = 1 + 8 + 8 + 4;
-const NO_METADATA: u32 = u32::MAX;
 /// How often expired values are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// sled's page cache; the OS page cache holds the rest.
@@ -296,99 +295,6 @@ fn sweep(db: &sled::Db, expiry: &sled::Tree, now_ms: u64) -> Result<(), sled::Er
 
 fn storage(error: sled::Error) -> KvError {
     KvError::Storage(error.to_string())
-}
-
-fn expiry_key(at: u64, ns: &str, key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(10 + ns.len() + key.len());
-    out.extend_from_slice(&at.to_be_bytes());
-    out.extend_from_slice(&(ns.len() as u16).to_be_bytes());
-    out.extend_from_slice(ns.as_bytes());
-    out.extend_from_slice(key);
-    out
-}
-
-fn parse_expiry_key(raw: &[u8]) -> Option<(u64, &str, &[u8])> {
-    let at = u64::from_be_bytes(raw.get(..8)?.try_into().ok()?);
-    let len = u16::from_be_bytes(raw.get(8..10)?.try_into().ok()?) as usize;
-    let ns = std::str::from_utf8(raw.get(10..10 + len)?).ok()?;
-    Some((at, ns, raw.get(10 + len..)?))
-}
-
-fn encode(
-    version: u64,
-    expires_at_ms: Option<u64>,
-    metadata: Option<&[u8]>,
-    value: &[u8],
-) -> Vec<u8> {
-    let meta_len = metadata.map_or(0, <[u8]>::len);
-    let mut out = Vec::with_capacity(HEADER + meta_len + value.len());
-    out.push(FORMAT);
-    out.extend_from_slice(&version.to_be_bytes());
-    out.extend_from_slice(&expires_at_ms.unwrap_or(0).to_be_bytes());
-    out.extend_from_slice(
-        &metadata
-            .map_or(NO_METADATA, |m| m.len() as u32)
-            .to_be_bytes(),
-    );
-    out.extend_from_slice(metadata.unwrap_or_default());
-    out.extend_from_slice(value);
-    out
-}
-
-struct Header<'a> {
-    version: u64,
-    expires_at_ms: Option<u64>,
-    metadata: Option<&'a [u8]>,
-    value: &'a [u8],
-}
-
-impl Header<'_> {
-    fn live(&self, now_ms: u64) -> bool {
-        self.expires_at_ms.is_none_or(|at| at > now_ms)
-    }
-}
-
-fn decode_header(raw: &[u8]) -> Option<Header<'_>> {
-    if *raw.first()? != FORMAT {
-        return None;
-    }
-    let version = u64::from_be_bytes(raw.get(1..9)?.try_into().ok()?);
-    let expires = u64::from_be_bytes(raw.get(9..17)?.try_into().ok()?);
-    let meta_len = u32::from_be_bytes(raw.get(17..21)?.try_into().ok()?);
-    let (metadata, rest) = if meta_len == NO_METADATA {
-        (None, raw.get(HEADER..)?)
-    } else {
-        let end = HEADER + meta_len as usize;
-        (Some(raw.get(HEADER..end)?), raw.get(end..)?)
-    };
-    Some(Header {
-        version,
-        expires_at_ms: (expires != 0).then_some(expires),
-        metadata,
-        value: rest,
-    })
-}
-
-fn corrupt(key: &[u8]) -> KvError {
-    KvError::Storage(format!(
-        "the stored value of `{}` is unreadable",
-        String::from_utf8_lossy(key)
-    ))
-}
-
-/// The live value's header, if any.
-fn live<'a>(
-    raw: Option<&'a sled::IVec>,
-    key: &[u8],
-    now_ms: u64,
-) -> Result<Option<Header<'a>>, KvError> {
-    match raw {
-        None => Ok(None),
-        Some(raw) => {
-            let header = decode_header(raw).ok_or_else(|| corrupt(key))?;
-            Ok(header.live(now_ms).then_some(header))
-        }
-    }
 }
 
 #[async_trait]
