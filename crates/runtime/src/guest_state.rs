@@ -14,8 +14,9 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::lanes::{LaneSlot, Lanes};
-use crate::scope::{LimitHit, ScopeSlot};
+use crate::limits::lanes::{LaneSlot, Lanes};
+use crate::limits::memory::GuestLimiter;
+use crate::scope::ScopeSlot;
 
 /// A store's data.
 pub(crate) struct GuestState {
@@ -86,52 +87,5 @@ impl SubrequestCounter for ScopeSlot {
     fn count(&self) -> u32 {
         self.get()
             .map_or(0, |scope| scope.subrequests.fetch_add(1, Ordering::Relaxed))
-    }
-}
-
-/// Caps linear memory and tables per instance. Growing past a cap traps at once (as
-/// Workers kills an isolate over its memory limit), and records the hit so the request
-/// gets `503 memory limit exceeded` rather than a generic 500.
-pub(crate) struct GuestLimiter {
-    pub(crate) memory_bytes: usize,
-    pub(crate) table_elements: usize,
-    pub(crate) scope: ScopeSlot,
-    /// The largest linear memory granted, for metrics.
-    pub(crate) peak_memory: usize,
-}
-
-impl GuestLimiter {
-    fn exceeded(&self) -> wasmtime::Error {
-        match self.scope.get() {
-            Some(scope) => scope.hit(LimitHit::Memory).into(),
-            None => crate::scope::LimitExceeded(LimitHit::Memory).into(),
-        }
-    }
-}
-
-impl wasmtime::ResourceLimiter for GuestLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes {
-            return Err(self.exceeded());
-        }
-        self.peak_memory = self.peak_memory.max(desired);
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.table_elements {
-            return Err(self.exceeded());
-        }
-        Ok(true)
     }
 }

@@ -7,21 +7,25 @@
 //! runs lives here.
 
 mod compile_cache;
-mod cpu;
 mod engine;
+mod error;
 mod guest_log;
 mod guest_state;
-mod lanes;
+mod instance;
+mod limits;
 mod meters;
+mod parallel;
 mod scope;
 mod tenant;
 
 pub use compile_cache::{CacheOutcome, hex, wasm_hash};
 pub use engine::{EPOCH_TICK, Runtime, RuntimeError};
+pub use error::{Failure, LoadError, TenantLoadError};
 pub use guest_log::LOG_ALLOWANCE_BYTES;
+pub use instance::{REUSE_IDLE_TIMEOUT, REUSE_MAX_REQUESTS};
+pub use parallel::in_parallel;
 pub use scope::{LimitExceeded, LimitHit};
 pub use tenant::{
-    Admission, Failure, GuestRequest, GuestResponse, HttpWorld, LoadError, REUSE_IDLE_TIMEOUT,
-    REUSE_MAX_REQUESTS, Tenant, TenantInfo, TenantLoadError, in_parallel, load_tenants,
+    Admission, GuestRequest, GuestResponse, HttpWorld, Tenant, TenantInfo, load_tenants,
 };
 pub use wasmtime_wasi_http::{Error as BodyError, WasiBody};

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
-use crate::cpu::CpuMeter;
+use crate::limits::cpu::CpuMeter;
 
 /// Which limit ended a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
