@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use crate::limits::size;
 use crate::raw::{RawAdmin, RawCertificate, RawServer, RawTlsListener};
-use crate::{ConfigError, Location, Secret, Validator, parse_duration, size};
+use crate::{ConfigError, Location, Secret, Validator, parse_duration};
 
 /// Address of the TLS listener when `[server] tls` sets none.
 pub const DEFAULT_TLS_LISTEN: &str = "0.0.0.0:8443";

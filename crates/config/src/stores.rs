@@ -3,6 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use toml::Spanned;
+
+use crate::ConfigError;
 use crate::error::Location;
 
 /// Environment variable read for an S3 access key id when a store names none.
@@ -142,4 +145,194 @@ pub(crate) fn not_a_binding_name(name: &str) -> String {
     format!(
         "`{name}` is not a binding name; use letters, digits and `_`, starting with a letter (at most 63), e.g. \"SESSIONS\""
     )
+}
+
+impl crate::Validator<'_> {
+    /// `kv = [...]` (on sled) or `kv = { NAME = "backend" }`.
+    pub(crate) fn kv_bindings(
+        &self,
+        raw: Option<Spanned<toml::Value>>,
+        errors: &mut Vec<ConfigError>,
+    ) -> BTreeMap<String, KvBackendKind> {
+        let Some(raw) = raw else {
+            return BTreeMap::new();
+        };
+        let span = raw.span();
+        let shape = "a list of binding names, or a table of binding name = backend (\"sled\" or \"memory\")";
+        match raw.get_ref() {
+            toml::Value::Array(items) => {
+                let mut names = Vec::new();
+                for item in items {
+                    match item {
+                        toml::Value::String(name) => {
+                            names.push(Spanned::new(span.clone(), name.clone()))
+                        }
+                        _ => {
+                            errors.push(self.error(&raw, "kv", shape));
+                            return BTreeMap::new();
+                        }
+                    }
+                }
+                self.binding_names(Some(Spanned::new(span, names)), "kv", errors)
+                    .into_iter()
+                    .map(|name| (name, KvBackendKind::default()))
+                    .collect()
+            }
+            toml::Value::Table(table) => {
+                let mut bindings = BTreeMap::new();
+                for (name, backend) in table {
+                    let key = format!("kv.{name}");
+                    if !is_binding_name(name) {
+                        errors.push(self.error(&raw, &key, not_a_binding_name(name)));
+                        continue;
+                    }
+                    match backend.as_str().and_then(KvBackendKind::from_name) {
+                        Some(kind) => {
+                            bindings.insert(name.clone(), kind);
+                        }
+                        None => {
+                            let known: Vec<String> = KvBackendKind::ALL
+                                .iter()
+                                .map(|(name, _)| format!("\"{name}\""))
+                                .collect();
+                            errors.push(self.error(
+                                &raw,
+                                &key,
+                                format!(
+                                        "`{}` is not a KV backend; use {}",
+                                        backend
+                                            .as_str()
+                                            .map_or_else(|| backend.to_string(), str::to_string),
+                                        known.join(" or ")
+                                    ),
+                            ));
+                        }
+                    }
+                }
+                bindings
+            }
+            _ => {
+                errors.push(self.error(&raw, "kv", shape));
+                BTreeMap::new()
+            }
+        }
+    }
+
+    /// `kv = [...]` or `sql = [...]`: unique identifiers.
+    pub(crate) fn binding_names(
+        &self,
+        raw: Option<Spanned<Vec<Spanned<String>>>>,
+        key: &str,
+        errors: &mut Vec<ConfigError>,
+    ) -> Vec<String> {
+        let mut names = Vec::new();
+        for name in raw.map(Spanned::into_inner).unwrap_or_default() {
+            if !is_binding_name(name.get_ref()) {
+                errors.push(self.error(&name, key, not_a_binding_name(name.get_ref())));
+            } else if names.contains(name.get_ref()) {
+                errors.push(self.error(
+                    &name,
+                    key,
+                    format!("binding `{}` is listed twice", name.get_ref()),
+                ));
+            } else {
+                names.push(name.into_inner());
+            }
+        }
+        names
+    }
+
+    /// `blob = { NAME = "url" | { url = …, endpoint = …, … } }`.
+    pub(crate) fn blob_stores(
+        &self,
+        tenant: &str,
+        raw: BTreeMap<String, Spanned<toml::Value>>,
+        errors: &mut Vec<ConfigError>,
+    ) -> BTreeMap<String, BlobStore> {
+        let mut stores = BTreeMap::new();
+        for (name, value) in raw {
+            let key = format!("blob.{name}");
+            if !is_binding_name(&name) {
+                errors.push(self.error(&value, &key, not_a_binding_name(&name)));
+                continue;
+            }
+            let at = self.at(value.span());
+            let default =
+                || BlobLocation::File(self.data_dir.join("blobs").join(tenant).join(&name));
+            let location = match value.get_ref() {
+                toml::Value::String(url) => parse_blob_url(url, &self.base),
+                toml::Value::Table(table) => self.blob_table(table, default),
+                _ => Err("a blob binding is a URL string or a table like { url = \"s3://bucket\", endpoint = \"http://…\" }".into()),
+            };
+            match location {
+                Ok(location) => {
+                    stores.insert(name, BlobStore { location, at });
+                }
+                Err(message) => errors.push(self.error(&value, &key, message)),
+            }
+        }
+        stores
+    }
+
+    fn blob_table(
+        &self,
+        table: &toml::Table,
+        default: impl FnOnce() -> BlobLocation,
+    ) -> Result<BlobLocation, String> {
+        const KEYS: [&str; 5] = [
+            "url",
+            "endpoint",
+            "region",
+            "access_key_id_env",
+            "secret_access_key_env",
+        ];
+        if let Some(unknown) = table.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(format!(
+                "unknown key `{unknown}`; a blob binding may set {}",
+                KEYS.join(", ")
+            ));
+        }
+        let text = |key: &str| -> Result<Option<String>, String> {
+            match table.get(key) {
+                None => Ok(None),
+                Some(toml::Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+                Some(_) => Err(format!("`{key}` must be a non-empty string")),
+            }
+        };
+        let mut location = match text("url")? {
+            Some(url) => parse_blob_url(&url, &self.base)?,
+            None => default(),
+        };
+        let s3_keys = [
+            "endpoint",
+            "region",
+            "access_key_id_env",
+            "secret_access_key_env",
+        ];
+        match &mut location {
+            BlobLocation::S3(s3) => {
+                s3.endpoint = text("endpoint")?;
+                s3.region = text("region")?;
+                if let Some(var) = text("access_key_id_env")? {
+                    s3.access_key_id_env = var;
+                }
+                if let Some(var) = text("secret_access_key_env")? {
+                    s3.secret_access_key_env = var;
+                }
+                if let Some(endpoint) = &s3.endpoint
+                    && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+                {
+                    return Err(format!(
+                        "endpoint `{endpoint}` must be an http:// or https:// URL"
+                    ));
+                }
+            }
+            _ => {
+                if let Some(key) = s3_keys.iter().find(|k| table.contains_key(**k)) {
+                    return Err(format!("`{key}` applies only to s3:// stores"));
+                }
+            }
+        }
+        Ok(location)
+    }
 }
