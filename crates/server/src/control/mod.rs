@@ -13,18 +13,27 @@
 //! rollback can go back to any of the last [`KEPT_VERSIONS`].
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use outpost_config::{Config, TenantConfig};
 use outpost_runtime::{Runtime, Tenant, in_parallel, wasm_hash};
-use serde::{Deserialize, Serialize};
 
 use crate::Node;
 use crate::metrics::Metrics;
 use crate::tls::SniResolver;
+
+mod history;
+mod load;
+mod status;
+
+pub use history::{Source, Version};
+pub use status::TenantStatus;
+
+use history::{History, deploys_dir, now, save_history, write_durably};
+use load::{config_hash, load_current, load_version};
+use status::limits_json;
 
 /// Versions kept per tenant for rollback.
 pub const KEPT_VERSIONS: usize = 10;
@@ -43,60 +52,6 @@ pub enum ControlError {
         tenant: String,
         source: std::io::Error,
     },
-}
-
-/// Where a version came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    /// The `component` file named in the config.
-    Config,
-    /// Uploaded through the admin API.
-    Api,
-}
-
-/// One version of a tenant's component.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Version {
-    /// SHA-256 of the wasm, hex.
-    pub hash: String,
-    pub source: Source,
-    /// Seconds since the Unix epoch.
-    pub deployed_at: u64,
-}
-
-/// A tenant's versions, oldest first; the last one serves.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct History {
-    /// The config component's hash when last seen: a different one is a new version.
-    config_hash: String,
-    versions: Vec<Version>,
-}
-
-impl History {
-    /// Adds the newest version, forgetting the oldest past [`KEPT_VERSIONS`].
-    fn push(&mut self, version: Version) {
-        self.versions.push(version);
-        let excess = self.versions.len().saturating_sub(KEPT_VERSIONS);
-        self.versions.drain(..excess);
-    }
-}
-
-/// What the admin API shows about a tenant.
-#[derive(Debug, Clone, Serialize)]
-pub struct TenantStatus {
-    pub name: String,
-    pub routes: Vec<String>,
-    pub limits: serde_json::Value,
-    /// The serving version.
-    pub version: Option<Version>,
-    /// Earlier versions, newest first (rollback targets).
-    pub previous: Vec<Version>,
-    /// Why the last change to this tenant did not take, if it did not.
-    pub last_error: Option<String>,
-    pub requests_in_flight: usize,
-    /// Requests answered since the node started, by status class.
-    pub requests: BTreeMap<&'static str, u64>,
 }
 
 /// The serving state of one tenant.
@@ -503,153 +458,6 @@ fn build_node(state: &State, metrics: &Metrics) -> Node {
         state.config.server.geo.clone(),
     )
     .with_metrics(metrics)
-}
-
-/// Loads the version `tenant` should serve: the newest of its config component and its
-/// API deploys. `known` is the history in memory (on reload); else it is read from disk.
-fn load_current(
-    runtime: &Arc<Runtime>,
-    config: &Config,
-    tenant: &TenantConfig,
-    known: Option<History>,
-) -> Result<(Tenant, History), String> {
-    let started = Instant::now();
-    let wasm = std::fs::read(&tenant.component).map_err(|source| {
-        outpost_runtime::TenantLoadError {
-            tenant: tenant.name.clone(),
-            key: "component".into(),
-            at: tenant.component_at.clone(),
-            error: outpost_runtime::LoadError::Unreadable {
-                path: tenant.component.clone(),
-                source,
-            },
-        }
-        .to_string()
-    })?;
-    let hash = outpost_runtime::hex(&wasm_hash(&wasm));
-    let dir = deploys_dir(config, &tenant.name);
-    let mut history = match known {
-        Some(history) => history,
-        None => read_history(&dir).map_err(|e| {
-            format!(
-                "tenant `{}`: cannot read {}: {e}",
-                tenant.name,
-                dir.display()
-            )
-        })?,
-    };
-    if history.config_hash != hash {
-        history.config_hash = hash.clone();
-        history.push(Version {
-            hash,
-            source: Source::Config,
-            deployed_at: now(),
-        });
-        // Only tenants that have had API deploys keep their history on disk.
-        if history.versions.iter().any(|v| v.source == Source::Api) {
-            save_history(&dir, &history).map_err(|e| {
-                format!(
-                    "tenant `{}`: cannot write {}: {e}",
-                    tenant.name,
-                    dir.display()
-                )
-            })?;
-        }
-    }
-    let serving = history
-        .versions
-        .last()
-        .cloned()
-        .expect("at least the config version");
-    let loaded = if serving.source == Source::Config {
-        Tenant::load_wasm(runtime, tenant, &wasm, &tenant.component).map_err(|e| e.to_string())
-    } else {
-        load_version(runtime, config, tenant, &serving).map(|(t, _)| t)
-    }?;
-    tracing::debug!(tenant = %tenant.name, ms = started.elapsed().as_secs_f64() * 1e3, "tenant built");
-    Ok((loaded, history))
-}
-
-/// Loads a recorded version: an API deploy from the deploys dir, a config version from
-/// the config's component file (if it still holds that version).
-fn load_version(
-    runtime: &Arc<Runtime>,
-    config: &Config,
-    tenant: &TenantConfig,
-    version: &Version,
-) -> Result<(Tenant, Vec<u8>), String> {
-    let path = match version.source {
-        Source::Api => deploys_dir(config, &tenant.name).join(format!("{}.wasm", version.hash)),
-        Source::Config => tenant.component.clone(),
-    };
-    let wasm = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if outpost_runtime::hex(&wasm_hash(&wasm)) != version.hash {
-        return Err(format!(
-            "{} no longer holds version {}; it was changed since",
-            path.display(),
-            &version.hash[..16]
-        ));
-    }
-    let tenant = Tenant::load_wasm(runtime, tenant, &wasm, &path).map_err(|e| e.to_string())?;
-    Ok((tenant, wasm))
-}
-
-/// The config component's hash, if the file can be read.
-fn config_hash(tenant: &TenantConfig) -> Option<String> {
-    let wasm = std::fs::read(&tenant.component).ok()?;
-    Some(outpost_runtime::hex(&wasm_hash(&wasm)))
-}
-
-fn deploys_dir(config: &Config, tenant: &str) -> PathBuf {
-    config.node.data_dir.join("deploys").join(tenant)
-}
-
-fn read_history(dir: &Path) -> std::io::Result<History> {
-    match std::fs::read(dir.join("versions.json")) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(History::default()),
-        Err(e) => Err(e),
-    }
-}
-
-fn save_history(dir: &Path, history: &History) -> std::io::Result<()> {
-    let json = serde_json::to_vec_pretty(history).map_err(std::io::Error::other)?;
-    write_durably(&dir.join("versions.json"), &json)
-}
-
-/// Writes `bytes` to `path` so that after a crash it is either the old file or the whole
-/// new one: a temp file, fsync, rename, fsync of the directory.
-fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let temp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temp, path)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn limits_json(config: &TenantConfig) -> serde_json::Value {
-    let limits = &config.limits;
-    serde_json::json!({
-        "fuel": limits.fuel,
-        "cpu_ms": limits.cpu.map(|d| d.as_millis() as u64),
-        "memory": limits.memory,
-        "timeout_ms": limits.timeout.as_millis() as u64,
-        "concurrency": limits.concurrency,
-        "body": limits.body,
-        "sql_size": limits.sql_size,
-        "subrequests": limits.subrequests,
-        "subrequest_body": limits.subrequest_body,
-    })
 }
 
 /// Listeners and the instance pool are set up once; say so when the file changes them.
