@@ -179,7 +179,11 @@ async fn serve_config(config: Config) -> anyhow::Result<ExitCode> {
         tokio::task::spawn_blocking(move || Control::start(runtime, metrics, config))
     };
     let control = match loading.await? {
-        Ok(control) => Arc::new(control),
+        Ok(control) => {
+            let control = Arc::new(control);
+            metrics.register(|registry| registry.register_collector(Box::new(control.gauges())));
+            control
+        }
         Err(errors) => {
             report(&errors);
             return Ok(ExitCode::from(2));
@@ -203,7 +207,7 @@ async fn serve_config(config: Config) -> anyhow::Result<ExitCode> {
         config.server.connections.clone(),
         stopping.clone(),
     );
-    metrics.watch_front(front.clone());
+    metrics.register(|registry| registry.register_collector(Box::new(front.gauges())));
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;

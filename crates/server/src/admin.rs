@@ -110,7 +110,7 @@ impl Admin {
         match (&method, segments.as_slice()) {
             (&Method::GET, ["metrics"]) => match self.metrics.get() {
                 Some(metrics) => {
-                    let mut response = text(StatusCode::OK, metrics.render(control));
+                    let mut response = text(StatusCode::OK, metrics.render());
                     response.headers_mut().insert(
                         http::header::CONTENT_TYPE,
                         http::HeaderValue::from_static(

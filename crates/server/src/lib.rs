@@ -22,7 +22,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use outpost_runtime::{BodyError, Tenant, WasiBody};
 
-pub use listener::Front;
+pub use listener::{Front, FrontGauges};
 pub use request_id::{REQUEST_ID_HEADER, request_id};
 pub use router::Router;
 

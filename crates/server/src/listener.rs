@@ -19,6 +19,39 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::Node;
 
+/// The listeners' gauges, read at each scrape.
+pub struct FrontGauges(std::sync::Weak<Front>);
+
+impl std::fmt::Debug for FrontGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FrontGauges")
+    }
+}
+
+impl prometheus_client::collector::Collector for FrontGauges {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let Some(front) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let gauge = crate::metrics::encode_gauge;
+        gauge(
+            &mut encoder,
+            "connections",
+            "Open client connections",
+            front.connections() as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "requests_in_flight",
+            "Requests being handled on the node",
+            front.in_flight() as i64,
+        )
+    }
+}
+
 /// What both public listeners share: the serving node, the connection budget, and the
 /// shutdown signal.
 pub struct Front {
@@ -56,6 +89,12 @@ impl Front {
     /// Requests being handled.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The gauges the metrics read at each scrape (connections, requests in flight);
+    /// register them with [`Metrics::register`](crate::metrics::Metrics::register).
+    pub fn gauges(self: &Arc<Self>) -> FrontGauges {
+        FrontGauges(Arc::downgrade(self))
     }
 
     /// Accepts on `listener` until shutdown; with `tls`, every connection is TLS first.

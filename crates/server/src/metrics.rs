@@ -1,25 +1,25 @@
 //! Prometheus metrics, served by the admin API's `GET /metrics`.
 //!
-//! Per tenant: requests by status class, latency, limit hits by kind, requests in
-//! flight. Per node: client connections, requests in flight, tenant loads by compile
-//! cache outcome. The runtime's own meters (fuel, memory, instantiation, storage) are
-//! registered by the runtime into the same registry.
+//! Per tenant: requests by status class, latency, limit hits by kind. Per node: tenant
+//! loads by compile cache outcome. Gauges read at scrape time are `Collector`s that their
+//! owners register: the control plane's (requests in flight per tenant, components in
+//! memory) and the listeners' (connections, requests in flight). The runtime's own meters
+//! (fuel, memory, instantiation, storage) are registered by the runtime. So this module
+//! knows none of them.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::Front;
-use crate::control::Control;
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TenantLabel {
-    tenant: String,
+pub(crate) struct TenantLabel {
+    pub(crate) tenant: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,12 +52,7 @@ pub struct Metrics {
     requests: Family<StatusLabels, Counter>,
     latency: Histograms<TenantLabel>,
     limit_hits: Family<LimitLabels, Counter>,
-    tenant_in_flight: Family<TenantLabel, Gauge>,
-    connections: Gauge,
-    in_flight: Gauge,
     loads: Family<OutcomeLabel, Counter>,
-    components: Gauge,
-    front: OnceLock<Arc<Front>>,
 }
 
 /// One tenant's meters, looked up once when the node is built so a request only bumps
@@ -109,58 +104,24 @@ impl Metrics {
             "Requests ended by a limit, by tenant and kind (cpu, memory, timeout, body, concurrency)",
             limit_hits.clone(),
         );
-        let tenant_in_flight = Family::<TenantLabel, Gauge>::default();
-        registry.register(
-            "tenant_requests_in_flight",
-            "Requests a tenant is running (admitted, not finished)",
-            tenant_in_flight.clone(),
-        );
-        let connections = Gauge::default();
-        registry.register(
-            "connections",
-            "Open client connections",
-            connections.clone(),
-        );
-        let in_flight = Gauge::default();
-        registry.register(
-            "requests_in_flight",
-            "Requests being handled on the node",
-            in_flight.clone(),
-        );
         let loads = Family::<OutcomeLabel, Counter>::default();
         registry.register(
             "tenant_loads",
             "Tenant versions loaded, by compile cache outcome (hit, miss, shared)",
             loads.clone(),
         );
-        let components = Gauge::default();
-        registry.register(
-            "components_in_memory",
-            "Distinct compiled components in memory (freed when no serving version uses them)",
-            components.clone(),
-        );
         Arc::new(Metrics {
-            components,
             registry: Mutex::new(registry),
             requests,
             latency,
             limit_hits,
-            tenant_in_flight,
-            connections,
-            in_flight,
             loads,
-            front: OnceLock::new(),
         })
     }
 
-    /// Lets the runtime (or anything else) add its own metrics.
+    /// Lets the runtime, the control plane and the listeners add their own metrics.
     pub fn register(&self, add: impl FnOnce(&mut Registry)) {
         add(&mut self.registry.lock().unwrap_or_else(|e| e.into_inner()));
-    }
-
-    /// The listeners' shared front, for connection and in-flight gauges.
-    pub fn watch_front(&self, front: Arc<Front>) {
-        let _ = self.front.set(front);
     }
 
     pub(crate) fn tenant(&self, tenant: &str) -> TenantMeters {
@@ -197,24 +158,74 @@ impl Metrics {
     }
 
     /// The text exposition (OpenMetrics) of every metric.
-    pub fn render(&self, control: &Control) -> String {
-        if let Some(front) = self.front.get() {
-            self.connections.set(front.connections() as i64);
-            self.in_flight.set(front.in_flight() as i64);
-        }
-        self.components.set(control.components_in_memory() as i64);
-        for tenant in control.tenants() {
-            self.tenant_in_flight
-                .get_or_create(&TenantLabel {
-                    tenant: tenant.info().name.to_string(),
-                })
-                .set(tenant.in_flight() as i64);
-        }
+    pub fn render(&self) -> String {
         let mut text = String::new();
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &registry) {
             tracing::error!("cannot encode metrics: {error}");
         }
         text
+    }
+}
+
+/// Writes one gauge, read at scrape time (for a `Collector`).
+pub(crate) fn encode_gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), std::fmt::Error> {
+    ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)
+}
+
+/// Writes one gauge per label set, read at scrape time (for a `Collector`).
+pub(crate) fn encode_gauges<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    values: impl IntoIterator<Item = (L, i64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (label, value) in values {
+        ConstGauge::new(value).encode(metric.encode_family(&label)?)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Fixed;
+
+    impl prometheus_client::collector::Collector for Fixed {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            encode_gauge(&mut encoder, "connections", "Open client connections", 3)?;
+            let tenants = ["a", "b"].map(|tenant| TenantLabel {
+                tenant: tenant.into(),
+            });
+            encode_gauges(
+                &mut encoder,
+                "tenant_requests_in_flight",
+                "in flight",
+                tenants.into_iter().zip([1, 2]),
+            )
+        }
+    }
+
+    #[test]
+    fn scrape_time_gauges_render_with_the_node_prefix() {
+        let metrics = Metrics::new();
+        metrics.register(|registry| registry.register_collector(Box::new(Fixed)));
+        let text = metrics.render();
+        for line in [
+            "# TYPE outpost_connections gauge",
+            "outpost_connections 3",
+            "outpost_tenant_requests_in_flight{tenant=\"a\"} 1",
+            "outpost_tenant_requests_in_flight{tenant=\"b\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
     }
 }

@@ -29,7 +29,7 @@ mod load;
 mod status;
 
 pub use history::{Source, Version};
-pub use status::TenantStatus;
+pub use status::{ControlGauges, TenantStatus};
 
 use history::{History, deploys_dir, now, save_history, write_durably};
 use load::{config_hash, load_current, load_version};
@@ -152,6 +152,12 @@ impl Control {
     }
 
     /// Distinct compiled components held in memory by the serving versions.
+    /// The gauges the metrics read at each scrape; register them with
+    /// [`Metrics::register`](crate::metrics::Metrics::register).
+    pub fn gauges(self: &Arc<Self>) -> ControlGauges {
+        ControlGauges(Arc::downgrade(self))
+    }
+
     pub fn components_in_memory(&self) -> usize {
         self.runtime.components_in_memory()
     }

@@ -1,11 +1,16 @@
 //! What the admin API shows about a tenant.
 
 use std::collections::BTreeMap;
+use std::sync::Weak;
 
 use outpost_config::TenantConfig;
 use serde::Serialize;
 
-use super::Version;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+
+use super::{Control, Version};
+use crate::metrics::{TenantLabel, encode_gauge, encode_gauges};
 
 /// What the admin API shows about a tenant.
 #[derive(Debug, Clone, Serialize)]
@@ -37,4 +42,40 @@ pub(super) fn limits_json(config: &TenantConfig) -> serde_json::Value {
         "subrequests": limits.subrequests,
         "subrequest_body": limits.subrequest_body,
     })
+}
+
+/// The control plane's gauges, read at each scrape: requests in flight per tenant and
+/// compiled components in memory. Holds the control plane weakly (the control plane
+/// holds the metrics).
+pub struct ControlGauges(pub(super) Weak<Control>);
+
+impl std::fmt::Debug for ControlGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ControlGauges")
+    }
+}
+
+impl Collector for ControlGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(control) = self.0.upgrade() else {
+            return Ok(());
+        };
+        encode_gauges(
+            &mut encoder,
+            "tenant_requests_in_flight",
+            "Requests a tenant is running (admitted, not finished)",
+            control.tenants().iter().map(|tenant| {
+                let label = TenantLabel {
+                    tenant: tenant.info().name.to_string(),
+                };
+                (label, tenant.in_flight() as i64)
+            }),
+        )?;
+        encode_gauge(
+            &mut encoder,
+            "components_in_memory",
+            "Distinct compiled components in memory (freed when no serving version uses them)",
+            control.components_in_memory() as i64,
+        )
+    }
 }
