@@ -25,6 +25,7 @@ mod env;
 mod error;
 mod request;
 mod response;
+pub mod router;
 pub mod stores;
 
 pub use env::Env;
@@ -32,6 +33,7 @@ pub use error::{Error, Result, StoreError};
 pub use outpost_sdk_macros::fetch;
 pub use request::{BodyStream, Request};
 pub use response::Response;
+pub use router::{Params, Router};
 pub use stores::blob::Bucket;
 pub use stores::kv::Kv;
 pub use stores::sql::Sql;

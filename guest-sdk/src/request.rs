@@ -1,3 +1,6 @@
+//! [`Request`]: the incoming request a handler gets, and requests built to send with
+//! `env.fetch` (proxies forward the incoming one with [`Request::forward_to`]).
+
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -50,6 +53,14 @@ impl Request {
             self.inner.headers_mut().remove(name);
         }
         Ok(self)
+    }
+
+    /// The same request sent to the same path and query on `origin` (`https://host:port`,
+    /// no path): what a proxy does. As [`Request::with_url`], connection headers are
+    /// dropped.
+    pub fn forward_to(self, origin: &str) -> Result<Request> {
+        let target = forward_url(origin, self.path(), self.query());
+        self.with_url(&target)
     }
 
     /// Sets a header, replacing any earlier value; invalid names or values are skipped
@@ -201,5 +212,50 @@ impl BodyStream {
                 }
             }
         }
+    }
+}
+
+/// `origin` + `path` + `?query`.
+fn forward_url(origin: &str, path: &str, query: Option<&str>) -> String {
+    let origin = origin.trim_end_matches('/');
+    match query {
+        Some(query) => format!("{origin}{path}?{query}"),
+        None => format!("{origin}{path}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(url: &str) -> Request {
+        Request::new(Method::GET, url).expect("a URL")
+    }
+
+    #[test]
+    fn path_after_strips_a_mount_prefix_on_segment_boundaries() {
+        assert_eq!(get("http://x/kv/get").path_after("/kv"), "/get");
+        assert_eq!(get("http://x/kv/get").path_after("/kv/"), "/get");
+        assert_eq!(get("http://x/kv").path_after("/kv"), "/");
+        assert_eq!(get("http://x/kvx/get").path_after("/kv"), "/kvx/get");
+        assert_eq!(get("http://x/get").path_after(""), "/get");
+    }
+
+    #[test]
+    fn forwarding_keeps_path_and_query_on_the_new_origin() {
+        assert_eq!(
+            forward_url("https://o.example/", "/a/b", Some("x=1")),
+            "https://o.example/a/b?x=1"
+        );
+        assert_eq!(forward_url("http://o:8080", "/", None), "http://o:8080/");
+        let forwarded = get("http://edge/api/v1?page=2")
+            .with_header("connection", "keep-alive")
+            .forward_to("https://origin.example")
+            .expect("forwarded");
+        assert_eq!(
+            forwarded.uri().to_string(),
+            "https://origin.example/api/v1?page=2"
+        );
+        assert_eq!(forwarded.header("connection"), None);
     }
 }

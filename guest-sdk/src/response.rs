@@ -1,3 +1,5 @@
+//! [`Response`]: what a handler answers, and what `env.fetch` gets back.
+
 use serde::Serialize;
 use wstd::http::{Body, HeaderName, HeaderValue};
 

@@ -79,7 +79,8 @@ impl Range {
             (start, "") => start.parse().ok().map(Range::From),
             (start, end) => {
                 let (start, end): (u64, u64) = (start.parse().ok()?, end.parse().ok()?);
-                (end >= start).then_some(Range::Bounded {
+                // `then`, not `then_some`: the length is computed only for a valid range.
+                (end >= start).then(|| Range::Bounded {
                     offset: start,
                     length: end - start + 1,
                 })
@@ -336,6 +337,44 @@ impl Source<'_> {
                 Ok(Some(bytes::Bytes::copy_from_slice(chunk)))
             }
             Source::Stream(body) => body.chunk().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_headers_parse_as_http_means_them() {
+        assert_eq!(
+            Range::from_header("bytes=0-99"),
+            Some(Range::Bounded {
+                offset: 0,
+                length: 100
+            })
+        );
+        assert_eq!(Range::from_header("bytes=100-"), Some(Range::From(100)));
+        assert_eq!(Range::from_header("bytes=-20"), Some(Range::Suffix(20)));
+        assert_eq!(
+            Range::from_header(" bytes=5-5 "),
+            Some(Range::Bounded {
+                offset: 5,
+                length: 1
+            })
+        );
+    }
+
+    #[test]
+    fn ranges_outpost_cannot_serve_are_refused() {
+        for header in [
+            "bytes=9-3",
+            "bytes=0-1,5-6",
+            "items=0-1",
+            "bytes=a-b",
+            "bytes=-",
+        ] {
+            assert_eq!(Range::from_header(header), None, "{header}");
         }
     }
 }
