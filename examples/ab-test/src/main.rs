@@ -35,12 +35,8 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
         Some(variant) => (variant, false),
         None => (pick(&variants), true),
     };
-    let target = match req.query() {
-        Some(query) => format!("{}{}?{query}", variant.base, req.path()),
-        None => format!("{}{}", variant.base, req.path()),
-    };
     let name = variant.name.clone();
-    let mut response = env.fetch(req.with_url(&target)?).await?;
+    let mut response = env.fetch(req.forward_to(&variant.base)?).await?;
     if assigned {
         let cookie = Cookie::build((COOKIE, name.clone()))
             .path("/")

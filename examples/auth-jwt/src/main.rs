@@ -54,12 +54,8 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
         Ok(user) => user,
         Err(reason) => return Ok(unauthorized(&reason)),
     };
-    let target = match req.query() {
-        Some(query) => format!("{}{}?{query}", origin.trim_end_matches('/'), req.path()),
-        None => format!("{}{}", origin.trim_end_matches('/'), req.path()),
-    };
     let forwarded = req
-        .with_url(&target)?
+        .forward_to(&origin)?
         .without_header("authorization")
         .with_header("x-user-id", &user);
     env.fetch(forwarded).await

@@ -56,11 +56,7 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
         .with_status(429)
         .with_header("retry-after", reset.to_string())
     } else if let Some(origin) = env.var("ORIGIN") {
-        let target = match req.query() {
-            Some(query) => format!("{}{}?{query}", origin.trim_end_matches('/'), req.path()),
-            None => format!("{}{}", origin.trim_end_matches('/'), req.path()),
-        };
-        env.fetch(req.with_url(&target)?).await?
+        env.fetch(req.forward_to(&origin)?).await?
     } else {
         Response::text("allowed\n")
     };

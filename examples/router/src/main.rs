@@ -17,13 +17,9 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
         .filter_map(|route| route.split_once('='))
         .filter(|(prefix, _)| matches_prefix(&path, prefix))
         .max_by_key(|(prefix, _)| prefix.len())
-        .map(|(_, origin)| origin.trim_end_matches('/').to_string())
+        .map(|(_, origin)| origin.to_string())
         .ok_or_else(Error::not_found)?;
-    let target = match req.query() {
-        Some(query) => format!("{origin}{path}?{query}"),
-        None => format!("{origin}{path}"),
-    };
-    env.fetch(req.with_url(&target)?).await
+    env.fetch(req.forward_to(&origin)?).await
 }
 
 /// `/api` covers `/api` and `/api/x`, not `/apix`.
