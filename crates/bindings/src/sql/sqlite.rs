@@ -6,6 +6,9 @@
 //! Connections open on first use and close after [`IDLE_CLOSE`] without use, so a node
 //! with 1,000 tenants holds only the databases in use. SQLite calls block, so each
 //! database runs its statements on a thread of its own, never on an async worker.
+//!
+//! Nearly 500 lines because a third of it is the tests of the registry, the idle reaper
+//! and the worker thread, which need its private parts.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

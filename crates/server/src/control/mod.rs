@@ -26,6 +26,7 @@ use crate::tls::SniResolver;
 
 mod history;
 mod load;
+mod reload;
 mod status;
 
 pub use history::{Source, Version};
@@ -33,7 +34,7 @@ pub use status::{ControlGauges, TenantStatus};
 
 use history::{History, deploys_dir, now, save_history, write_durably};
 use load::{config_hash, load_current, load_version};
-use status::limits_json;
+use reload::warn_about_restart_only_changes;
 
 /// Versions kept per tenant for rollback.
 pub const KEPT_VERSIONS: usize = 10;
@@ -308,79 +309,98 @@ impl Control {
         name: &str,
         wasm: Vec<u8>,
     ) -> Result<Version, ControlError> {
-        let _one_at_a_time = self.changing.lock().await;
-        let (config, tenant_config, mut history) = self.slot_parts(name)?;
-        let this = self.clone();
-        let name = name.to_string();
-        tokio::task::spawn_blocking(move || {
-            let hash = outpost_runtime::hex(&wasm_hash(&wasm));
-            let origin = PathBuf::from(format!("(upload {})", &hash[..16]));
-            let tenant =
-                Tenant::load_wasm(&this.runtime, &tenant_config, &wasm, &origin).map_err(|e| {
-                    ControlError::Invalid {
-                        tenant: name.clone(),
-                        reason: e.error.to_string(),
-                    }
-                })?;
-            let dir = deploys_dir(&config, &name);
-            let storage = |source| ControlError::Storage {
-                tenant: name.clone(),
-                source,
-            };
-            write_durably(&dir.join(format!("{hash}.wasm")), &wasm).map_err(storage)?;
-            let version = Version {
-                hash,
-                source: Source::Api,
-                deployed_at: now(),
-            };
-            history.push(version.clone());
-            save_history(&dir, &history).map_err(storage)?;
-            this.switch(&name, tenant, history);
-            tracing::info!(tenant = %name, hash = %version.hash, "deployed");
-            Ok(version)
-        })
+        self.change(
+            name,
+            move |runtime, name, config, tenant_config, mut history| {
+                let hash = outpost_runtime::hex(&wasm_hash(&wasm));
+                let origin = PathBuf::from(format!("(upload {})", &hash[..16]));
+                let tenant =
+                    Tenant::load_wasm(runtime, &tenant_config, &wasm, &origin).map_err(|e| {
+                        ControlError::Invalid {
+                            tenant: name.to_string(),
+                            reason: e.error.to_string(),
+                        }
+                    })?;
+                let dir = deploys_dir(&config, name);
+                let storage = |source| ControlError::Storage {
+                    tenant: name.to_string(),
+                    source,
+                };
+                write_durably(&dir.join(format!("{hash}.wasm")), &wasm).map_err(storage)?;
+                let version = Version {
+                    hash,
+                    source: Source::Api,
+                    deployed_at: now(),
+                };
+                history.push(version.clone());
+                save_history(&dir, &history).map_err(storage)?;
+                tracing::info!(tenant = %name, hash = %version.hash, "deployed");
+                Ok((tenant, history, version))
+            },
+        )
         .await
-        .map_err(|e| ControlError::Invalid {
-            tenant: "?".into(),
-            reason: e.to_string(),
-        })?
     }
 
     /// Switches `name` back to its previous version.
     pub async fn rollback(self: &Arc<Self>, name: &str) -> Result<Version, ControlError> {
-        let _one_at_a_time = self.changing.lock().await;
-        let (config, tenant_config, mut history) = self.slot_parts(name)?;
-        if history.versions.len() < 2 {
-            return Err(ControlError::NothingToRollBack(name.to_string()));
-        }
-        let this = self.clone();
-        let name = name.to_string();
-        tokio::task::spawn_blocking(move || {
+        self.change(name, |runtime, name, config, tenant_config, mut history| {
+            if history.versions.len() < 2 {
+                return Err(ControlError::NothingToRollBack(name.to_string()));
+            }
             history.versions.pop();
             let target = history
                 .versions
                 .last()
                 .cloned()
                 .expect("two versions were there");
-            let (tenant, _) = load_version(&this.runtime, &config, &tenant_config, &target)
-                .map_err(|reason| ControlError::Invalid {
-                    tenant: name.clone(),
-                    reason,
+            let (tenant, _) =
+                load_version(runtime, &config, &tenant_config, &target).map_err(|reason| {
+                    ControlError::Invalid {
+                        tenant: name.to_string(),
+                        reason,
+                    }
                 })?;
-            save_history(&deploys_dir(&config, &name), &history).map_err(|source| {
+            save_history(&deploys_dir(&config, name), &history).map_err(|source| {
                 ControlError::Storage {
-                    tenant: name.clone(),
+                    tenant: name.to_string(),
                     source,
                 }
             })?;
-            this.switch(&name, tenant, history);
             tracing::info!(tenant = %name, hash = %target.hash, "rolled back");
-            Ok(target)
+            Ok((tenant, history, target))
+        })
+        .await
+    }
+
+    /// One change to `name` at a time: `work` builds the new version (off the async
+    /// threads: it compiles) from the tenant's config and history, then it serves.
+    async fn change(
+        self: &Arc<Self>,
+        name: &str,
+        work: impl FnOnce(
+            &Arc<Runtime>,
+            &str,
+            Config,
+            TenantConfig,
+            History,
+        ) -> Result<(Tenant, History, Version), ControlError>
+        + Send
+        + 'static,
+    ) -> Result<Version, ControlError> {
+        let _one_at_a_time = self.changing.lock().await;
+        let (config, tenant_config, history) = self.slot_parts(name)?;
+        let this = self.clone();
+        let owned = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            let (tenant, history, version) =
+                work(&this.runtime, &owned, config, tenant_config, history)?;
+            this.switch(&owned, tenant, history);
+            Ok(version)
         })
         .await
         .map_err(|e| ControlError::Invalid {
-            tenant: "?".into(),
-            reason: e.to_string(),
+            tenant: name.to_string(),
+            reason: format!("the change did not finish: {e}"),
         })?
     }
 
@@ -408,41 +428,6 @@ impl Control {
         self.live.store(Arc::new(build_node(&state, &self.metrics)));
     }
 
-    /// Every tenant's status, by name.
-    pub fn status(&self) -> Vec<TenantStatus> {
-        let state = self.lock();
-        let mut all: Vec<TenantStatus> = state
-            .slots
-            .iter()
-            .map(|(name, slot)| {
-                let mut versions = slot.history.versions.clone();
-                let version = versions.pop();
-                versions.reverse();
-                TenantStatus {
-                    name: name.clone(),
-                    routes: slot.config.routes.iter().map(|r| r.to_string()).collect(),
-                    limits: limits_json(&slot.config),
-                    version,
-                    previous: versions,
-                    last_error: slot.last_error.clone(),
-                    requests_in_flight: slot.tenant.in_flight(),
-                    requests: self.metrics.requests_by_class(name),
-                }
-            })
-            .collect();
-        all.extend(state.failed.iter().map(|(name, error)| TenantStatus {
-            name: name.clone(),
-            routes: Vec::new(),
-            limits: serde_json::Value::Null,
-            version: None,
-            previous: Vec::new(),
-            last_error: Some(error.clone()),
-            requests_in_flight: 0,
-            requests: BTreeMap::new(),
-        }));
-        all
-    }
-
     /// Why the last config reload was refused, if it was.
     pub fn reload_error(&self) -> Option<String> {
         self.lock().reload_error.clone()
@@ -464,30 +449,4 @@ fn build_node(state: &State, metrics: &Metrics) -> Node {
         state.config.server.geo.clone(),
     )
     .with_metrics(metrics)
-}
-
-/// Listeners and the instance pool are set up once; say so when the file changes them.
-fn warn_about_restart_only_changes(old: &Config, new: &Config) {
-    let mut changed = Vec::new();
-    if old.server.listen != new.server.listen {
-        changed.push("server.listen");
-    }
-    if old.server.tls.as_ref().map(|t| t.listen) != new.server.tls.as_ref().map(|t| t.listen) {
-        changed.push("server.tls (the listener)");
-    }
-    if old.server.admin != new.server.admin {
-        changed.push("server.admin");
-    }
-    if old.server.connections != new.server.connections {
-        changed.push("server connection limits");
-    }
-    if old.node.data_dir != new.node.data_dir || old.node.max_instances != new.node.max_instances {
-        changed.push("node.data_dir / node.max_instances");
-    }
-    if !changed.is_empty() {
-        tracing::warn!(
-            "{} changed in the config; that takes effect at the next restart",
-            changed.join(", ")
-        );
-    }
 }

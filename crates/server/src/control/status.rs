@@ -29,7 +29,7 @@ pub struct TenantStatus {
     pub requests: BTreeMap<&'static str, u64>,
 }
 
-pub(super) fn limits_json(config: &TenantConfig) -> serde_json::Value {
+fn limits_json(config: &TenantConfig) -> serde_json::Value {
     let limits = &config.limits;
     serde_json::json!({
         "fuel": limits.fuel,
@@ -42,6 +42,43 @@ pub(super) fn limits_json(config: &TenantConfig) -> serde_json::Value {
         "subrequests": limits.subrequests,
         "subrequest_body": limits.subrequest_body,
     })
+}
+
+impl Control {
+    /// Every tenant's status, by name.
+    pub fn status(&self) -> Vec<TenantStatus> {
+        let state = self.lock();
+        let mut all: Vec<TenantStatus> = state
+            .slots
+            .iter()
+            .map(|(name, slot)| {
+                let mut versions = slot.history.versions.clone();
+                let version = versions.pop();
+                versions.reverse();
+                TenantStatus {
+                    name: name.clone(),
+                    routes: slot.config.routes.iter().map(|r| r.to_string()).collect(),
+                    limits: limits_json(&slot.config),
+                    version,
+                    previous: versions,
+                    last_error: slot.last_error.clone(),
+                    requests_in_flight: slot.tenant.in_flight(),
+                    requests: self.metrics.requests_by_class(name),
+                }
+            })
+            .collect();
+        all.extend(state.failed.iter().map(|(name, error)| TenantStatus {
+            name: name.clone(),
+            routes: Vec::new(),
+            limits: serde_json::Value::Null,
+            version: None,
+            previous: Vec::new(),
+            last_error: Some(error.clone()),
+            requests_in_flight: 0,
+            requests: BTreeMap::new(),
+        }));
+        all
+    }
 }
 
 /// The control plane's gauges, read at each scrape: requests in flight per tenant and

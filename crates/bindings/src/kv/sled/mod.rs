@@ -7,6 +7,9 @@
 //!
 //! sled's calls are quick in-memory operations (its I/O happens in the flusher), so they
 //! run inline on the async thread; only the wait for the flush is awaited.
+//!
+//! Nearly 500 lines because a fifth of it is sled-specific tests (sweeping, reopening,
+//! the lock), beside the shared contract tests in `kv/conformance.rs`.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
