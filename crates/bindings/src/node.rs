@@ -23,9 +23,9 @@ pub enum StoresError {
     /// A blob binding's store could not be set up.
     #[error("{at}: tenant `{tenant}`: blob binding `{binding}`: {source}")]
     Blob {
-        /// The tenant.
+        /// The tenant whose config declares the binding.
         tenant: String,
-        /// The binding.
+        /// The binding's name.
         binding: String,
         /// Where the binding is configured.
         at: outpost_config::Location,

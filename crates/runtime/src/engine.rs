@@ -42,9 +42,9 @@ pub enum RuntimeError {
     /// The compile cache directory cannot be created.
     #[error("cannot create the compile cache at {path}: {source}; check that data_dir is writable")]
     Cache {
-        /// The directory.
+        /// The directory under data_dir that could not be created.
         path: std::path::PathBuf,
-        /// Why.
+        /// The I/O error.
         source: std::io::Error,
     },
 }

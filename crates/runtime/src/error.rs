@@ -15,17 +15,17 @@ pub enum LoadError {
     /// The component file could not be read.
     #[error("cannot read component {path}: {source}")]
     Unreadable {
-        /// The file.
+        /// The component file its config names.
         path: std::path::PathBuf,
-        /// Why.
+        /// The read error.
         source: std::io::Error,
     },
     /// The bytes are not a valid WebAssembly component.
     #[error("{path} is not a valid WebAssembly component: {reason}")]
     NotAComponent {
-        /// The file.
+        /// Where the bytes came from (the file, or an upload).
         path: std::path::PathBuf,
-        /// wasmtime's reason.
+        /// wasmtime's explanation, with its causes.
         reason: String,
     },
     /// The component imports something outpost does not provide.
@@ -33,7 +33,7 @@ pub enum LoadError {
         "the component cannot be linked: {reason}; outpost provides WASI 0.2 and 0.3 (cli, clocks, random, io, http)"
     )]
     Unlinkable {
-        /// wasmtime's reason.
+        /// The import wasmtime could not satisfy, and why.
         reason: String,
     },
     /// The component exports neither `wasi:http` handler.
@@ -41,7 +41,7 @@ pub enum LoadError {
         "the component exports neither wasi:http/incoming-handler@0.2 nor wasi:http/handler@0.3; build it as a wasi:http proxy ({reason})"
     )]
     NotHttp {
-        /// wasmtime's reason.
+        /// What the component exports instead.
         reason: String,
     },
     /// A store binding cannot be set up.
@@ -53,7 +53,7 @@ pub enum LoadError {
     /// A trial instantiation under the tenant's limits failed.
     #[error("the component does not instantiate under the tenant's limits: {reason}")]
     Instantiate {
-        /// wasmtime's reason.
+        /// The trap or limit that stopped it.
         reason: String,
     },
 }
@@ -62,7 +62,7 @@ pub enum LoadError {
 #[derive(Debug, thiserror::Error)]
 #[error("{at}: tenant `{tenant}`: `{key}`: {error}")]
 pub struct TenantLoadError {
-    /// The tenant.
+    /// The tenant's name.
     pub tenant: String,
     /// The config key at fault: `component`, or a binding such as `blob.ASSETS`.
     pub key: String,

@@ -49,7 +49,7 @@ pub struct Admission(tokio::sync::OwnedSemaphorePermit);
 /// What the node knows about a loaded tenant.
 #[derive(Debug, Clone)]
 pub struct TenantInfo {
-    /// Name.
+    /// The tenant's name, as in its config.
     pub name: Arc<str>,
     /// SHA-256 of the component's wasm, hex.
     pub component_hash: String,

@@ -24,9 +24,9 @@ pub enum BlobSetupError {
     /// A directory store's directory cannot be created or used.
     #[error("cannot use {}: {source}", path.display())]
     Directory {
-        /// The directory.
+        /// The directory the binding names.
         path: PathBuf,
-        /// Why.
+        /// The I/O error.
         source: std::io::Error,
     },
     /// The environment variables holding S3 credentials are not set.
