@@ -90,22 +90,6 @@ async fn todo_api_answers_bad_input_with_400() {
     assert_eq!(node.get(TODO, "/todos").await.body, "[]");
 }
 
-/// The SDK's router: a known path with another method is 405 naming the allowed ones;
-/// an unknown path is 404.
-#[tokio::test]
-async fn todo_api_answers_other_methods_with_405_and_allow() {
-    let node = Node::start(&tenant("todo", "sql-todo", &[TODO], "sql = [\"DB\"]")).await;
-    let put = node.call(Method::PUT, TODO, "/todos/1", "{}").await;
-    assert_eq!(put.status, 405, "{}", put.body);
-    assert_eq!(put.header("allow"), Some("GET, PATCH, DELETE"));
-    let listing = node.call(Method::DELETE, TODO, "/todos", "").await;
-    assert_eq!(
-        (listing.status, listing.header("allow")),
-        (405, Some("GET, POST"))
-    );
-    assert_eq!(node.get(TODO, "/elsewhere").await.status, 404);
-}
-
 #[tokio::test]
 async fn a_failing_statement_rolls_back_the_whole_batch() {
     let node = Node::start(&tenant("todo", "sql-todo", &[TODO], "sql = [\"DB\"]")).await;

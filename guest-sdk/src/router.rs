@@ -28,9 +28,13 @@ type Handler<'a> =
     Box<dyn Fn(Request, Env, Params) -> Pin<Box<dyn Future<Output = Result<Response>> + 'a>> + 'a>;
 
 /// Routes requests to handlers; see the module docs.
+///
+/// A guest builds its router for every request (each request is a fresh instance), so
+/// adding a route only stores its pattern; patterns are matched in place, and only the
+/// route that answers collects its parameters.
 pub struct Router<'a> {
     mount: String,
-    routes: Vec<(Method, Pattern, Handler<'a>)>,
+    routes: Vec<(Method, &'a str, Handler<'a>)>,
 }
 
 /// The values a pattern's `:name` and `*name` segments matched.
@@ -54,67 +58,54 @@ impl Params {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    Literal(String),
-    Param(String),
-    Rest(String),
+fn segments(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|s| !s.is_empty())
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Pattern(Vec<Segment>);
-
-impl Pattern {
-    /// Panics on a pattern that cannot be right (a programmer error, found at once).
-    fn parse(pattern: &str) -> Pattern {
+/// Panics on a pattern that cannot be right (a programmer error, found at once).
+fn check_pattern(pattern: &str) {
+    assert!(
+        pattern.starts_with('/'),
+        "route patterns start with `/`: `{pattern}`"
+    );
+    let count = segments(pattern).count();
+    for (index, part) in segments(pattern).enumerate() {
         assert!(
-            pattern.starts_with('/'),
-            "route patterns start with `/`: `{pattern}`"
+            !part.starts_with('*') || index + 1 == count,
+            "`{part}` must be the last segment of `{pattern}`"
         );
-        let parts: Vec<&str> = pattern
-            .trim_matches('/')
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .collect();
-        let segments: Vec<Segment> = parts
-            .iter()
-            .enumerate()
-            .map(|(index, part)| {
-                if let Some(name) = part.strip_prefix(':') {
-                    Segment::Param(name.to_string())
-                } else if let Some(name) = part.strip_prefix('*') {
-                    assert!(
-                        index + 1 == parts.len(),
-                        "`*{name}` must be the last segment of `{pattern}`"
-                    );
-                    Segment::Rest(name.to_string())
-                } else {
-                    Segment::Literal(part.to_string())
-                }
-            })
-            .collect();
-        Pattern(segments)
     }
+}
 
-    fn matches(&self, path: &str) -> Option<Params> {
-        let mut parts = path.trim_matches('/').split('/').filter(|s| !s.is_empty());
-        let mut params = Vec::new();
-        for segment in &self.0 {
-            match segment {
-                Segment::Literal(literal) => {
-                    if parts.next()? != literal {
-                        return None;
-                    }
-                }
-                Segment::Param(name) => params.push((name.clone(), parts.next()?.to_string())),
-                Segment::Rest(name) => {
-                    let rest: Vec<&str> = parts.by_ref().collect();
-                    params.push((name.clone(), rest.join("/")));
+/// Whether `pattern` matches `path`; with `params`, also collects what it matched.
+fn pattern_matches(
+    pattern: &str,
+    path: &str,
+    mut params: Option<&mut Vec<(String, String)>>,
+) -> bool {
+    let mut parts = segments(path);
+    for segment in segments(pattern) {
+        if let Some(name) = segment.strip_prefix('*') {
+            if let Some(params) = params.as_mut() {
+                let rest: Vec<&str> = parts.by_ref().collect();
+                params.push((name.to_string(), rest.join("/")));
+            }
+            return true;
+        }
+        let Some(part) = parts.next() else {
+            return false;
+        };
+        match segment.strip_prefix(':') {
+            Some(name) => {
+                if let Some(params) = params.as_mut() {
+                    params.push((name.to_string(), part.to_string()));
                 }
             }
+            None if segment != part => return false,
+            None => {}
         }
-        parts.next().is_none().then_some(Params(params))
     }
+    parts.next().is_none()
 }
 
 impl Default for Router<'_> {
@@ -140,19 +131,20 @@ impl<'a> Router<'a> {
     }
 
     /// Adds a route for `method`.
-    pub fn on<F, Fut>(mut self, method: Method, pattern: &str, handler: F) -> Router<'a>
+    pub fn on<F, Fut>(mut self, method: Method, pattern: &'a str, handler: F) -> Router<'a>
     where
         F: Fn(Request, Env, Params) -> Fut + 'a,
         Fut: Future<Output = Result<Response>> + 'a,
     {
         let handler: Handler<'a> =
             Box::new(move |req, env, params| Box::pin(handler(req, env, params)));
-        self.routes.push((method, Pattern::parse(pattern), handler));
+        check_pattern(pattern);
+        self.routes.push((method, pattern, handler));
         self
     }
 
     /// Adds a `GET` route (it answers `HEAD` too).
-    pub fn get<F, Fut>(self, pattern: &str, handler: F) -> Router<'a>
+    pub fn get<F, Fut>(self, pattern: &'a str, handler: F) -> Router<'a>
     where
         F: Fn(Request, Env, Params) -> Fut + 'a,
         Fut: Future<Output = Result<Response>> + 'a,
@@ -161,7 +153,7 @@ impl<'a> Router<'a> {
     }
 
     /// Adds a `POST` route.
-    pub fn post<F, Fut>(self, pattern: &str, handler: F) -> Router<'a>
+    pub fn post<F, Fut>(self, pattern: &'a str, handler: F) -> Router<'a>
     where
         F: Fn(Request, Env, Params) -> Fut + 'a,
         Fut: Future<Output = Result<Response>> + 'a,
@@ -170,7 +162,7 @@ impl<'a> Router<'a> {
     }
 
     /// Adds a `PUT` route.
-    pub fn put<F, Fut>(self, pattern: &str, handler: F) -> Router<'a>
+    pub fn put<F, Fut>(self, pattern: &'a str, handler: F) -> Router<'a>
     where
         F: Fn(Request, Env, Params) -> Fut + 'a,
         Fut: Future<Output = Result<Response>> + 'a,
@@ -179,7 +171,7 @@ impl<'a> Router<'a> {
     }
 
     /// Adds a `PATCH` route.
-    pub fn patch<F, Fut>(self, pattern: &str, handler: F) -> Router<'a>
+    pub fn patch<F, Fut>(self, pattern: &'a str, handler: F) -> Router<'a>
     where
         F: Fn(Request, Env, Params) -> Fut + 'a,
         Fut: Future<Output = Result<Response>> + 'a,
@@ -188,7 +180,7 @@ impl<'a> Router<'a> {
     }
 
     /// Adds a `DELETE` route.
-    pub fn delete<F, Fut>(self, pattern: &str, handler: F) -> Router<'a>
+    pub fn delete<F, Fut>(self, pattern: &'a str, handler: F) -> Router<'a>
     where
         F: Fn(Request, Env, Params) -> Fut + 'a,
         Fut: Future<Output = Result<Response>> + 'a,
@@ -214,13 +206,15 @@ impl<'a> Router<'a> {
     fn find(&self, method: &Method, path: &str) -> Found {
         let mut allowed: Vec<&str> = Vec::new();
         for (index, (route_method, pattern, _)) in self.routes.iter().enumerate() {
-            let Some(params) = pattern.matches(path) else {
+            if !pattern_matches(pattern, path, None) {
                 continue;
-            };
+            }
             let answers =
                 route_method == method || (*route_method == Method::GET && *method == Method::HEAD);
             if answers {
-                return Found::Route(index, params);
+                let mut params = Vec::new();
+                pattern_matches(pattern, path, Some(&mut params));
+                return Found::Route(index, Params(params));
             }
             if !allowed.contains(&route_method.as_str()) {
                 allowed.push(route_method.as_str());
@@ -245,7 +239,15 @@ mod tests {
     use super::*;
 
     fn matched(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
-        Pattern::parse(pattern).matches(path).map(|p| p.0)
+        check_pattern(pattern);
+        let mut params = Vec::new();
+        let found = pattern_matches(pattern, path, Some(&mut params));
+        assert_eq!(
+            found,
+            pattern_matches(pattern, path, None),
+            "{pattern} {path}"
+        );
+        found.then_some(params)
     }
 
     #[test]
@@ -278,7 +280,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "must be the last segment")]
     fn a_rest_segment_in_the_middle_is_a_programmer_error() {
-        Pattern::parse("/files/*key/meta");
+        check_pattern("/files/*key/meta");
     }
 
     fn router() -> Router<'static> {

@@ -8,7 +8,7 @@
 //! `vars = { BASE_PATH = "/sql" }`.
 
 use outpost_sdk::stores::sql::{Row, Sql, Statement, Value};
-use outpost_sdk::{Env, Error, Request, Response, Result, Router, StoreError, params};
+use outpost_sdk::{Env, Error, Request, Response, Result, StoreError, params};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -36,118 +36,104 @@ struct Patch {
 
 #[outpost_sdk::fetch]
 async fn fetch(req: Request, env: Env) -> Result<Response> {
-    Router::new()
-        .mount(env.var("BASE_PATH").unwrap_or_default())
-        .get("/todos", |_, env, _| list(env))
-        .post("/todos", |req, env, _| create(req, env))
-        .post("/todos/bulk", |req, env, _| create_all(req, env))
-        .get("/todos/:id", |_, env, params| async move {
-            show(env, params.number("id")?).await
-        })
-        .patch("/todos/:id", |req, env, params| async move {
-            update(req, env, params.number("id")?).await
-        })
-        .delete("/todos/:id", |_, env, params| async move {
-            remove(env, params.number("id")?).await
-        })
-        .run(req, env)
-        .await
-}
-
-async fn list(env: Env) -> Result<Response> {
     let db = env.sql("DB")?;
-    let rows = query(
-        &db,
-        &format!("SELECT {COLUMNS} FROM todos ORDER BY id"),
-        vec![],
-    )
-    .await?;
-    let todos: Vec<_> = rows
-        .iter()
-        .map(|row| todo_json(&row))
-        .collect::<Result<_>>()?;
-    Response::json(&todos)
-}
-
-async fn create(req: Request, env: Env) -> Result<Response> {
-    let db = env.sql("DB")?;
-    let new: NewTodo = req.json().await?;
-    check_title(&new.title)?;
-    let rows = query(
-        &db,
-        &format!("INSERT INTO todos (title, done) VALUES (?, ?) RETURNING {COLUMNS}"),
-        params![new.title, new.done],
-    )
-    .await?;
-    let row = rows
-        .first()
-        .ok_or_else(|| Error::internal("INSERT returned no row"))?;
-    Ok(Response::json(&todo_json(&row)?)?.with_status(201))
-}
-
-/// `POST /todos/bulk`: every title in one transaction.
-async fn create_all(req: Request, env: Env) -> Result<Response> {
-    let db = env.sql("DB")?;
-    let titles: Vec<Option<String>> = req.json().await?;
-    // Unchecked on purpose: the database's constraints decide, and one bad title
-    // rolls back the whole batch.
-    let statements = titles
-        .into_iter()
-        .map(|title| Statement::new("INSERT INTO todos (title) VALUES (?)", params![title]))
-        .collect();
-    ensure_table(&db).await?;
-    let results = db
-        .batch(statements)
-        .await
-        .map_err(|e| Error::bad_request(e.message().to_string()))?;
-    let ids: Vec<i64> = results
-        .iter()
-        .map(|r| r.execution.last_insert_rowid)
-        .collect();
-    Ok(Response::json(&json!({ "inserted": ids }))?.with_status(201))
-}
-
-async fn show(env: Env, id: i64) -> Result<Response> {
-    let db = env.sql("DB")?;
-    let rows = query(
-        &db,
-        &format!("SELECT {COLUMNS} FROM todos WHERE id = ?"),
-        params![id],
-    )
-    .await?;
-    let row = rows.first().ok_or_else(Error::not_found)?;
-    Response::json(&todo_json(&row)?)
-}
-
-async fn update(req: Request, env: Env, id: i64) -> Result<Response> {
-    let db = env.sql("DB")?;
-    let patch: Patch = req.json().await?;
-    if let Some(title) = &patch.title {
-        check_title(title)?;
+    let base = env.var("BASE_PATH").unwrap_or_default();
+    let path = req.path_after(&base).to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (req.method().as_str(), segments.as_slice()) {
+        ("GET", ["todos"]) => {
+            let rows = query(
+                &db,
+                &format!("SELECT {COLUMNS} FROM todos ORDER BY id"),
+                vec![],
+            )
+            .await?;
+            let todos: Vec<_> = rows
+                .iter()
+                .map(|row| todo_json(&row))
+                .collect::<Result<_>>()?;
+            Response::json(&todos)
+        }
+        ("POST", ["todos"]) => {
+            let new: NewTodo = req.json().await?;
+            check_title(&new.title)?;
+            let rows = query(
+                &db,
+                &format!("INSERT INTO todos (title, done) VALUES (?, ?) RETURNING {COLUMNS}"),
+                params![new.title, new.done],
+            )
+            .await?;
+            let row = rows
+                .first()
+                .ok_or_else(|| Error::internal("INSERT returned no row"))?;
+            Ok(Response::json(&todo_json(&row)?)?.with_status(201))
+        }
+        ("POST", ["todos", "bulk"]) => {
+            let titles: Vec<Option<String>> = req.json().await?;
+            // Unchecked on purpose: the database's constraints decide, and one bad title
+            // rolls back the whole batch.
+            let statements = titles
+                .into_iter()
+                .map(|title| Statement::new("INSERT INTO todos (title) VALUES (?)", params![title]))
+                .collect();
+            ensure_table(&db).await?;
+            let results = db
+                .batch(statements)
+                .await
+                .map_err(|e| Error::bad_request(e.message().to_string()))?;
+            let ids: Vec<i64> = results
+                .iter()
+                .map(|r| r.execution.last_insert_rowid)
+                .collect();
+            Ok(Response::json(&json!({ "inserted": ids }))?.with_status(201))
+        }
+        (method, ["todos", id]) => {
+            let id: i64 = id
+                .parse()
+                .map_err(|_| Error::bad_request("the id must be an integer"))?;
+            match method {
+                "GET" => {
+                    let rows = query(
+                        &db,
+                        &format!("SELECT {COLUMNS} FROM todos WHERE id = ?"),
+                        params![id],
+                    )
+                    .await?;
+                    let row = rows.first().ok_or_else(Error::not_found)?;
+                    Response::json(&todo_json(&row)?)
+                }
+                "PATCH" => {
+                    let patch: Patch = req.json().await?;
+                    if let Some(title) = &patch.title {
+                        check_title(title)?;
+                    }
+                    let rows = query(
+                        &db,
+                        &format!(
+                            "UPDATE todos SET title = coalesce(?, title), done = coalesce(?, done)
+                             WHERE id = ? RETURNING {COLUMNS}"
+                        ),
+                        params![patch.title, patch.done, id],
+                    )
+                    .await?;
+                    let row = rows.first().ok_or_else(Error::not_found)?;
+                    Response::json(&todo_json(&row)?)
+                }
+                "DELETE" => {
+                    ensure_table(&db).await?;
+                    let done = db
+                        .execute("DELETE FROM todos WHERE id = ?", params![id])
+                        .await?;
+                    if done.changes == 0 {
+                        return Err(Error::not_found());
+                    }
+                    Ok(Response::new(204))
+                }
+                _ => Err(Error::new(405, "method not allowed")),
+            }
+        }
+        _ => Err(Error::not_found()),
     }
-    let rows = query(
-        &db,
-        &format!(
-            "UPDATE todos SET title = coalesce(?, title), done = coalesce(?, done)
-             WHERE id = ? RETURNING {COLUMNS}"
-        ),
-        params![patch.title, patch.done, id],
-    )
-    .await?;
-    let row = rows.first().ok_or_else(Error::not_found)?;
-    Response::json(&todo_json(&row)?)
-}
-
-async fn remove(env: Env, id: i64) -> Result<Response> {
-    let db = env.sql("DB")?;
-    ensure_table(&db).await?;
-    let done = db
-        .execute("DELETE FROM todos WHERE id = ?", params![id])
-        .await?;
-    if done.changes == 0 {
-        return Err(Error::not_found());
-    }
-    Ok(Response::new(204))
 }
 
 fn check_title(title: &str) -> Result<()> {
