@@ -261,7 +261,8 @@ async fn fragments_are_fetched_concurrently_cached_and_fall_back() {
     assert_eq!(
         later.header("x-fragments"),
         Some("a=cache,b=cache,c=cache,d=origin,broken=fallback"),
-        "d's 1 s TTL has run out"
+        "d's 1 s TTL has run out; the node logged:\n{}",
+        node.logs()
     );
 }
 
@@ -283,7 +284,13 @@ async fn ab_test_assigns_by_weight_sticks_by_cookie_and_routes_to_the_variant() 
     let mut control = 0;
     for _ in 0..CLIENTS {
         let reply = node.get("shop.test", "/checkout?step=1").await;
-        assert_eq!(reply.status, 201, "{}", reply.body);
+        assert_eq!(
+            reply.status,
+            201,
+            "{}; the node logged:\n{}",
+            reply.body,
+            node.logs()
+        );
         let variant = reply.header("x-ab-variant").expect("a variant").to_string();
         let cookie = reply
             .header("set-cookie")
@@ -365,7 +372,12 @@ async fn subrequests_and_their_response_bodies_are_capped() {
     let node = Node::start(&page("subrequests = 4", &["a", "b", "c", "d", "e", "f"])).await;
     let reply = node.get("www.test", "/").await;
     let sources = reply.header("x-fragments").expect("sources").to_string();
-    assert_eq!(sources.matches("=origin").count(), 4, "{sources}");
+    assert_eq!(
+        sources.matches("=origin").count(),
+        4,
+        "{sources}; the node logged:\n{}",
+        node.logs()
+    );
     assert_eq!(sources.matches("=fallback").count(), 2, "{sources}");
     assert_eq!(
         origin.seen().len(),
