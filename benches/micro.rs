@@ -42,6 +42,7 @@ fn tenant_config(name: &str, component: PathBuf) -> TenantConfig {
         outbound: Vec::new(),
         secrets: Default::default(),
         tls: None,
+        assets: None,
         name: name.into(),
         component_at: Location {
             file: "bench.toml".into(),

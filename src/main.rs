@@ -316,6 +316,11 @@ fn load_all(runtime: &Arc<Runtime>, config: &Config) -> (Vec<Tenant>, Vec<String
             Err(error) => errors.push(error.to_string()),
         }
     }
+    for tenant in &config.tenants {
+        if let Err(error) = outpost_server::control::load_assets(tenant) {
+            errors.push(error);
+        }
+    }
     (tenants, errors)
 }
 

@@ -26,6 +26,7 @@
 //! assert_eq!(config.tenants[0].limits.memory, 64 << 20);
 //! ```
 
+mod assets;
 mod error;
 mod limits;
 mod node;
@@ -42,6 +43,7 @@ mod units;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+pub use assets::{AssetsConfig, NotFoundHandling, PathRule, WorkerFirst};
 pub use error::{ConfigError, ConfigErrors, Location};
 pub use limits::{
     DEFAULT_BODY_BYTES, DEFAULT_CONCURRENCY, DEFAULT_FUEL, DEFAULT_MEMORY_BYTES,

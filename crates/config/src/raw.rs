@@ -84,6 +84,8 @@ pub(crate) struct RawTenant {
     #[serde(default)]
     pub secrets: BTreeMap<String, Spanned<toml::Value>>,
     pub tls: Option<Spanned<RawCertificate>>,
+    /// A directory, or a table; validated by hand for clear messages.
+    pub assets: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,7 +7,8 @@ use toml::Spanned;
 
 use crate::raw::RawTenant;
 use crate::{
-    CertificateFiles, Limits, Location, Origin, Route, Secret, Stores, Validator, is_env_name,
+    AssetsConfig, CertificateFiles, Limits, Location, Origin, Route, Secret, Stores, Validator,
+    is_env_name,
 };
 
 /// One tenant: a component, the routes it answers, and its limits.
@@ -35,6 +36,8 @@ pub struct TenantConfig {
     pub secrets: BTreeMap<String, Secret>,
     /// Its own certificate for its host routes on the TLS listener (`tls`), chosen by SNI.
     pub tls: Option<CertificateFiles>,
+    /// Static files served before the guest runs (`assets`).
+    pub assets: Option<AssetsConfig>,
 }
 
 impl Validator<'_> {
@@ -132,6 +135,7 @@ impl Validator<'_> {
         };
         let secrets = self.secrets(raw.secrets, &vars, &mut errors);
         let tls = raw.tls.map(|tls| self.certificate(tls));
+        let assets = self.assets(raw.assets, &mut errors);
         let mut outbound: Vec<Origin> = Vec::new();
         for origin in raw.outbound.map(Spanned::into_inner).unwrap_or_default() {
             match Origin::parse(origin.get_ref()) {
@@ -160,6 +164,7 @@ impl Validator<'_> {
             outbound,
             secrets,
             tls,
+            assets,
         })
     }
 }

@@ -4,6 +4,7 @@
 //! request id.
 
 pub mod admin;
+pub mod assets;
 mod context;
 pub mod control;
 mod listener;
@@ -26,11 +27,20 @@ pub use listener::{Front, FrontGauges};
 pub use request_id::{REQUEST_ID_HEADER, request_id};
 pub use router::Router;
 
+/// One tenant as the node serves it: its guest, its routes and its static files.
+pub struct Served {
+    pub tenant: Arc<Tenant>,
+    pub routes: Vec<outpost_config::Route>,
+    pub assets: Option<Arc<assets::Assets>>,
+}
+
 /// The tenants a node serves and the router that picks among them.
 pub struct Node {
     /// This node's id, for logs and `x-outpost-node`.
     pub id: String,
     tenants: Vec<Arc<Tenant>>,
+    /// Per tenant, in `tenants` order.
+    assets: Vec<Option<Arc<assets::Assets>>>,
     router: Router,
     network: context::Network,
     /// Per tenant, in `tenants` order, when metrics are kept.
@@ -38,18 +48,19 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node serving `tenants`, each with its routes.
-    pub fn new(id: String, tenants: Vec<(Arc<Tenant>, Vec<outpost_config::Route>)>) -> Node {
+    /// A node serving `tenants`, each on its routes.
+    pub fn new(id: String, tenants: Vec<Served>) -> Node {
         let router = Router::new(
             tenants
                 .iter()
                 .enumerate()
-                .map(|(index, (_, routes))| (index, routes.as_slice())),
+                .map(|(index, served)| (index, served.routes.as_slice())),
         );
         Node {
             id,
             meters: tenants.iter().map(|_| None).collect(),
-            tenants: tenants.into_iter().map(|(tenant, _)| tenant).collect(),
+            assets: tenants.iter().map(|served| served.assets.clone()).collect(),
+            tenants: tenants.into_iter().map(|served| served.tenant).collect(),
             router,
             network: context::Network::default(),
         }
@@ -105,7 +116,13 @@ impl Node {
                 let tenant = &self.tenants[index];
                 let name = tenant.info().name.clone();
                 let meters = self.meters[index].as_ref();
-                let response = self.run(tenant, meters, &id, request, peer).await;
+                let from_files = self.assets[index].as_ref().and_then(|assets| {
+                    assets.respond(request.method(), request.uri(), request.headers())
+                });
+                let response = match from_files {
+                    Some(response) => response,
+                    None => self.run(tenant, meters, &id, request, peer).await,
+                };
                 if let Some(meters) = meters {
                     meters.observe(response.status().as_u16(), started.elapsed().as_secs_f64());
                 }

@@ -7,6 +7,8 @@ use std::time::Instant;
 use outpost_config::{Config, TenantConfig};
 use outpost_runtime::{Runtime, Tenant, wasm_hash};
 
+use crate::assets::Assets;
+
 use super::history::{History, deploys_dir, now, read_history, save_history};
 use super::{Source, Version};
 
@@ -97,6 +99,17 @@ pub(super) fn load_version(
     }
     let tenant = Tenant::load_wasm(runtime, tenant, &wasm, &path).map_err(|e| e.to_string())?;
     Ok((tenant, wasm))
+}
+
+/// Indexes the tenant's `assets` directory, if it has one.
+pub fn load_assets(tenant: &TenantConfig) -> Result<Option<Arc<Assets>>, String> {
+    let Some(config) = &tenant.assets else {
+        return Ok(None);
+    };
+    let assets = Assets::load(config)
+        .map_err(|e| format!("{}: tenant `{}`: `assets`: {e}", config.at, tenant.name))?;
+    tracing::debug!(tenant = %tenant.name, files = assets.len(), "assets indexed");
+    Ok(Some(Arc::new(assets)))
 }
 
 /// The config component's hash, if the file can be read.

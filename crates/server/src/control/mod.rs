@@ -20,9 +20,10 @@ use arc_swap::ArcSwap;
 use outpost_config::{Config, TenantConfig};
 use outpost_runtime::{Runtime, Tenant, in_parallel, wasm_hash};
 
-use crate::Node;
+use crate::assets::Assets;
 use crate::metrics::Metrics;
 use crate::tls::SniResolver;
+use crate::{Node, Served};
 
 mod history;
 mod load;
@@ -33,6 +34,7 @@ pub use history::{Source, Version};
 pub use status::{ControlGauges, TenantStatus};
 
 use history::{History, deploys_dir, now, save_history, write_durably};
+pub use load::load_assets;
 use load::{config_hash, load_current, load_version};
 use reload::warn_about_restart_only_changes;
 
@@ -60,6 +62,8 @@ struct Slot {
     /// The config the serving tenant was built from.
     config: TenantConfig,
     tenant: Arc<Tenant>,
+    /// Its static files, indexed when the config was last read.
+    assets: Option<Arc<Assets>>,
     history: History,
     last_error: Option<String>,
 }
@@ -94,19 +98,21 @@ impl Control {
         config: Config,
     ) -> Result<Control, Vec<String>> {
         let loaded = in_parallel(&config.tenants, |tenant| {
-            load_current(&runtime, &config, tenant, None)
+            let assets = load_assets(tenant)?;
+            load_current(&runtime, &config, tenant, None).map(|(t, h)| (t, h, assets))
         });
         let mut slots = BTreeMap::new();
         let mut errors = Vec::new();
         for (tenant_config, result) in config.tenants.iter().zip(loaded) {
             match result {
-                Ok((tenant, history)) => {
+                Ok((tenant, history, assets)) => {
                     metrics.tenant_loaded(tenant.info().cache.as_str());
                     slots.insert(
                         tenant_config.name.clone(),
                         Slot {
                             config: tenant_config.clone(),
                             tenant: Arc::new(tenant),
+                            assets,
                             history,
                             last_error: None,
                         },
@@ -243,32 +249,42 @@ impl Control {
             })
             .collect();
         let built = in_parallel(&work, |tenant| {
+            let assets = load_assets(tenant)?;
             let history = current.get(&tenant.name).map(|(_, h)| h.clone());
-            load_current(&self.runtime, &config, tenant, history)
+            load_current(&self.runtime, &config, tenant, history).map(|(t, h)| (t, h, assets))
         });
+        // The others keep their version; their files are indexed again, so new ones serve.
+        let unchanged: Vec<&TenantConfig> = config
+            .tenants
+            .iter()
+            .filter(|tenant| tenant.assets.is_some() && !work.contains(tenant))
+            .collect();
+        let reindexed = in_parallel(&unchanged, |tenant| load_assets(tenant));
 
         let mut state = self.lock();
         let (mut added, mut changed, mut kept_old) = (0, 0, 0);
         for (tenant_config, result) in work.iter().zip(built) {
             let name = tenant_config.name.clone();
-            if let Ok((tenant, _)) = &result {
+            if let Ok((tenant, _, _)) = &result {
                 self.metrics.tenant_loaded(tenant.info().cache.as_str());
             }
             match (result, state.slots.get_mut(&name)) {
-                (Ok((tenant, history)), Some(slot)) => {
+                (Ok((tenant, history, assets)), Some(slot)) => {
                     slot.config = (*tenant_config).clone();
                     slot.tenant = Arc::new(tenant);
+                    slot.assets = assets;
                     slot.history = history;
                     slot.last_error = None;
                     changed += 1;
                 }
-                (Ok((tenant, history)), None) => {
+                (Ok((tenant, history, assets)), None) => {
                     state.failed.remove(&name);
                     state.slots.insert(
                         name,
                         Slot {
                             config: (*tenant_config).clone(),
                             tenant: Arc::new(tenant),
+                            assets,
                             history,
                             last_error: None,
                         },
@@ -283,6 +299,19 @@ impl Control {
                 (Err(error), None) => {
                     tracing::error!(tenant = %name, "the new tenant does not start: {error}");
                     state.failed.insert(name, error);
+                }
+            }
+        }
+        for (tenant_config, result) in unchanged.iter().zip(reindexed) {
+            let Some(slot) = state.slots.get_mut(&tenant_config.name) else {
+                continue;
+            };
+            match result {
+                Ok(assets) => slot.assets = assets,
+                Err(error) => {
+                    tracing::error!(tenant = %tenant_config.name, "the tenant keeps its previous files: {error}");
+                    slot.last_error = Some(error);
+                    kept_old += 1;
                 }
             }
         }
@@ -441,7 +470,11 @@ fn build_node(state: &State, metrics: &Metrics) -> Node {
         state
             .slots
             .values()
-            .map(|slot| (slot.tenant.clone(), slot.config.routes.clone()))
+            .map(|slot| Served {
+                tenant: slot.tenant.clone(),
+                routes: slot.config.routes.clone(),
+                assets: slot.assets.clone(),
+            })
             .collect(),
     )
     .with_network(
