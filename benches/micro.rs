@@ -30,6 +30,7 @@ fn runtime(data_dir: &Path) -> Arc<Runtime> {
             data_dir: data_dir.to_path_buf(),
             max_instances: 100,
             watch: false,
+            cache_memory: outpost_config::DEFAULT_CACHE_MEMORY,
         },
         outpost_bindings::NodeStores::new(data_dir),
     )
@@ -43,6 +44,7 @@ fn tenant_config(name: &str, component: PathBuf) -> TenantConfig {
         secrets: Default::default(),
         tls: None,
         assets: None,
+        cache: Default::default(),
         name: name.into(),
         component_at: Location {
             file: "bench.toml".into(),

@@ -38,6 +38,31 @@ pub fn rollback(admin: &str, tenant: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn purge(
+    admin: &str,
+    tenant: &str,
+    urls: Vec<String>,
+    prefixes: Vec<String>,
+    tags: Vec<String>,
+    everything: bool,
+) -> anyhow::Result<ExitCode> {
+    let body = if everything {
+        serde_json::json!({ "everything": true })
+    } else if !urls.is_empty() {
+        serde_json::json!({ "urls": urls })
+    } else if !prefixes.is_empty() {
+        serde_json::json!({ "prefixes": prefixes })
+    } else if !tags.is_empty() {
+        serde_json::json!({ "tags": tags })
+    } else {
+        anyhow::bail!("say what to purge: --url, --prefix, --tag or --everything");
+    };
+    let url = format!("{}/tenants/{tenant}/purge", admin.trim_end_matches('/'));
+    call(http::Method::POST, &url, serde_json::to_vec(&body)?)?;
+    println!("`{tenant}`: cache purged");
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Sends one admin request with the token and returns its JSON, or the node's error.
 fn call(method: http::Method, url: &str, body: Vec<u8>) -> anyhow::Result<serde_json::Value> {
     let token = std::env::var(TOKEN_ENV)

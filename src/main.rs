@@ -84,6 +84,28 @@ enum Command {
         #[arg(long)]
         tenant: String,
     },
+    /// Purge a tenant's response cache on a node, through its admin API: by URL, path
+    /// prefix, Cache-Tag, or everything. The bearer token is read from OUTPOST_ADMIN_TOKEN.
+    Purge {
+        /// The node's admin API.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9090")]
+        admin: String,
+        /// The tenant whose cache to purge.
+        #[arg(long)]
+        tenant: String,
+        /// Exact URLs (`https://host/path?query`, or `/path?query` for every host).
+        #[arg(long = "url", value_name = "URL", conflicts_with_all = ["prefixes", "tags", "everything"])]
+        urls: Vec<String>,
+        /// Path prefixes (`https://host/blog/` or `/blog/`).
+        #[arg(long = "prefix", value_name = "PREFIX", conflicts_with_all = ["tags", "everything"])]
+        prefixes: Vec<String>,
+        /// Cache-Tag values.
+        #[arg(long = "tag", value_name = "TAG", conflicts_with = "everything")]
+        tags: Vec<String>,
+        /// Everything the tenant has cached.
+        #[arg(long)]
+        everything: bool,
+    },
     /// Create a guest crate NAME (in ./NAME) that builds and serves as it is.
     New {
         /// The crate's (and tenant's) name: lowercase letters, digits, `-` and `_`.
@@ -106,6 +128,14 @@ fn main() -> ExitCode {
             file,
         } => cli::deploy(&admin, &tenant, &file),
         Command::Rollback { admin, tenant } => cli::rollback(&admin, &tenant),
+        Command::Purge {
+            admin,
+            tenant,
+            urls,
+            prefixes,
+            tags,
+            everything,
+        } => cli::purge(&admin, &tenant, urls, prefixes, tags, everything),
         Command::New { name, path } => cli::new(&name, path),
     };
     match result {
@@ -182,6 +212,7 @@ async fn serve_config(config: Config) -> anyhow::Result<ExitCode> {
         Ok(control) => {
             let control = Arc::new(control);
             metrics.register(|registry| registry.register_collector(Box::new(control.gauges())));
+            metrics.register(|registry| control.http_cache().register_metrics(registry));
             control
         }
         Err(errors) => {

@@ -296,3 +296,47 @@ fn a_missing_asset_directory_is_named_by_check() {
     assert!(output.contains("no-such-dir"), "{output}");
     assert!(output.contains("outpost.toml:"), "{output}");
 }
+
+#[tokio::test]
+async fn the_static_site_example_serves_its_files_and_its_guest_answers_the_api() {
+    let public = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/static-site/public");
+    let node = Node::start(&tenant(
+        "site",
+        "static-site",
+        &["site.test"],
+        &format!(
+            "assets = {{ directory = {public:?}, not_found_handling = \"single-page-application\", run_worker_first = [\"/api/*\"] }}"
+        ),
+    ))
+    .await;
+    let page = node.get("site.test", "/").await;
+    assert!(page.body.contains("Served by the node"), "{}", page.body);
+    let script = node
+        .send_bytes(
+            Method::GET,
+            "site.test",
+            "/assets/app.5d41402a.js",
+            &[("accept-encoding", "gzip")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(script.1["content-encoding"], "gzip");
+    assert_eq!(&script.2[..2], &[0x1f, 0x8b], "gzip bytes");
+    let api = node.get("site.test", "/api/hello").await;
+    assert_eq!(
+        api.json()["message"],
+        "hello from the guest behind the static site"
+    );
+    let (status, _, body) = node
+        .send_bytes(
+            Method::GET,
+            "site.test",
+            "/deep/link",
+            &[("sec-fetch-mode", "navigate")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("Served by the node"));
+    assert_eq!(node.get("site.test", "/missing.png").await.status, 404);
+}

@@ -26,6 +26,9 @@ impl Seen {
     }
 }
 
+/// Response headers, as written in a test.
+pub type Headers = &'static [(&'static str, &'static str)];
+
 /// How an origin answers.
 #[derive(Default, Clone)]
 pub struct Behaviour {
@@ -37,6 +40,14 @@ pub struct Behaviour {
     pub documents: Vec<(&'static str, String)>,
     /// Serve HTTPS with this configuration instead of plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The status of the default answer (201 unless set).
+    pub status: Option<u16>,
+    /// Headers added to every answer.
+    pub headers: Vec<(&'static str, &'static str)>,
+    /// Paths answered with this status and these headers (instead of 201 and `headers`).
+    pub by_path: Vec<(&'static str, u16, Headers)>,
+    /// While set, every path is answered with 500.
+    pub failing_now: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// A real HTTP origin on an ephemeral port that records every request and answers
@@ -83,7 +94,10 @@ impl Origin {
                                     .map(|p| p.as_str().to_string())
                                     .unwrap_or_default();
                                 let answer = format!("{name} saw {} {path}", parts.method);
-                                let failed = behaviour.failing.contains(&parts.uri.path());
+                                let failed = behaviour.failing.contains(&parts.uri.path())
+                                    || behaviour.failing_now.as_ref().is_some_and(|now| {
+                                        now.load(std::sync::atomic::Ordering::SeqCst)
+                                    });
                                 let document = behaviour
                                     .documents
                                     .iter()
@@ -97,13 +111,28 @@ impl Origin {
                                     body,
                                 });
                                 tokio::time::sleep(behaviour.delay).await;
-                                let response = http::Response::builder().header("x-origin", name);
+                                let mut response =
+                                    http::Response::builder().header("x-origin", name);
+                                let special = behaviour
+                                    .by_path
+                                    .iter()
+                                    .find(|(p, _, _)| *p == parts.uri.path());
+                                let headers = special.map_or(&behaviour.headers[..], |s| s.2);
+                                for (header, value) in headers {
+                                    response = response.header(*header, *value);
+                                }
                                 let response = match document {
                                     Some(body) => response
                                         .header("content-type", "application/json")
                                         .body(Full::new(Bytes::from(body))),
                                     None => response
-                                        .status(if failed { 500 } else { 201 })
+                                        .status(if failed {
+                                            500
+                                        } else if let Some(special) = special {
+                                            special.1
+                                        } else {
+                                            behaviour.status.unwrap_or(201)
+                                        })
                                         .body(Full::new(Bytes::from(answer))),
                                 };
                                 Ok::<_, hyper::Error>(response.expect("response"))

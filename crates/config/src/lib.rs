@@ -27,6 +27,7 @@
 //! ```
 
 mod assets;
+mod cache;
 mod error;
 mod limits;
 mod node;
@@ -44,6 +45,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use assets::{AssetsConfig, NotFoundHandling, PathRule, WorkerFirst};
+pub use cache::{
+    CacheConfig, DEFAULT_CACHE_MAX_OBJECT, DEFAULT_CACHE_MAX_SIZE, DEFAULT_CACHE_MEMORY,
+    DEFAULT_LOCK_TIMEOUT,
+};
 pub use error::{ConfigError, ConfigErrors, Location};
 pub use limits::{
     DEFAULT_BODY_BYTES, DEFAULT_CONCURRENCY, DEFAULT_FUEL, DEFAULT_MEMORY_BYTES,

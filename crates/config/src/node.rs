@@ -26,6 +26,8 @@ pub struct NodeConfig {
     pub max_instances: u32,
     /// Reload when the config file changes (as on SIGHUP).
     pub watch: bool,
+    /// Bytes all tenants' response caches may hold together.
+    pub cache_memory: u64,
 }
 
 impl Validator<'_> {
@@ -35,6 +37,7 @@ impl Validator<'_> {
             data_dir: self.resolve(DEFAULT_DATA_DIR),
             max_instances: DEFAULT_MAX_INSTANCES,
             watch: false,
+            cache_memory: crate::DEFAULT_CACHE_MEMORY,
         };
         let Some(raw) = raw.map(Spanned::into_inner) else {
             return node;
@@ -58,6 +61,15 @@ impl Validator<'_> {
                 self.errors.push(error);
             } else {
                 node.data_dir = self.resolve(dir.get_ref());
+            }
+        }
+        if let Some(memory) = raw.cache_memory {
+            match crate::limits::size(memory.get_ref()) {
+                Ok(bytes) => node.cache_memory = bytes,
+                Err(message) => {
+                    let error = self.error(&memory, "node.cache_memory", message);
+                    self.errors.push(error);
+                }
             }
         }
         if let Some(max) = raw.max_instances {

@@ -24,6 +24,7 @@ pub(crate) struct RawNode {
     pub data_dir: Option<Spanned<String>>,
     pub max_instances: Option<Spanned<u32>>,
     pub watch: Option<Spanned<bool>>,
+    pub cache_memory: Option<Spanned<SizeValue>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +87,20 @@ pub(crate) struct RawTenant {
     pub tls: Option<Spanned<RawCertificate>>,
     /// A directory, or a table; validated by hand for clear messages.
     pub assets: Option<Spanned<toml::Value>>,
+    pub cache: Option<Spanned<RawCache>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCache {
+    pub enabled: Option<Spanned<bool>>,
+    pub max_size: Option<Spanned<SizeValue>>,
+    pub max_object: Option<Spanned<SizeValue>>,
+    pub stale_while_revalidate: Option<Spanned<String>>,
+    pub stale_if_error: Option<Spanned<String>>,
+    pub cross_version: Option<Spanned<bool>>,
+    pub jitter: Option<Spanned<f64>>,
+    pub lock_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

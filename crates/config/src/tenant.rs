@@ -7,8 +7,8 @@ use toml::Spanned;
 
 use crate::raw::RawTenant;
 use crate::{
-    AssetsConfig, CertificateFiles, Limits, Location, Origin, Route, Secret, Stores, Validator,
-    is_env_name,
+    AssetsConfig, CacheConfig, CertificateFiles, Limits, Location, Origin, Route, Secret, Stores,
+    Validator, is_env_name,
 };
 
 /// One tenant: a component, the routes it answers, and its limits.
@@ -38,6 +38,8 @@ pub struct TenantConfig {
     pub tls: Option<CertificateFiles>,
     /// Static files served before the guest runs (`assets`).
     pub assets: Option<AssetsConfig>,
+    /// The HTTP cache in front of its guest (`cache`).
+    pub cache: CacheConfig,
 }
 
 impl Validator<'_> {
@@ -136,6 +138,7 @@ impl Validator<'_> {
         let secrets = self.secrets(raw.secrets, &vars, &mut errors);
         let tls = raw.tls.map(|tls| self.certificate(tls));
         let assets = self.assets(raw.assets, &mut errors);
+        let cache = self.cache(raw.cache, &mut errors);
         let mut outbound: Vec<Origin> = Vec::new();
         for origin in raw.outbound.map(Spanned::into_inner).unwrap_or_default() {
             match Origin::parse(origin.get_ref()) {
@@ -165,6 +168,7 @@ impl Validator<'_> {
             secrets,
             tls,
             assets,
+            cache,
         })
     }
 }

@@ -163,6 +163,29 @@ impl Admin {
                 ),
                 Err(e) => control_error(e),
             },
+            (&Method::POST, ["tenants", name, "purge"]) => {
+                let body = Limited::new(request.into_body(), 1 << 20);
+                let body = match body.collect().await {
+                    Ok(body) => body.to_bytes(),
+                    Err(e) => {
+                        return error(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!("cannot read the purge request: {e}"),
+                        );
+                    }
+                };
+                let purge = match parse_purge(&body) {
+                    Ok(purge) => purge,
+                    Err(message) => return error(StatusCode::BAD_REQUEST, message),
+                };
+                match control.purge(name, &purge) {
+                    Ok(()) => json(
+                        StatusCode::OK,
+                        &serde_json::json!({ "tenant": name, "purged": format!("{purge:?}") }),
+                    ),
+                    Err(e) => control_error(e),
+                }
+            }
             (&Method::POST, ["reload"]) => match control.reload().await {
                 Ok(summary) => json(StatusCode::OK, &serde_json::json!({ "reloaded": summary })),
                 Err(reason) => error(StatusCode::UNPROCESSABLE_ENTITY, reason),
@@ -189,7 +212,7 @@ fn control_error(e: ControlError) -> Response<Full<Bytes>> {
     let status = match e {
         ControlError::NoSuchTenant(_) => StatusCode::NOT_FOUND,
         ControlError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        ControlError::NothingToRollBack(_) => StatusCode::CONFLICT,
+        ControlError::NothingToRollBack(_) | ControlError::NoCache(_) => StatusCode::CONFLICT,
         ControlError::Storage { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, e.to_string())
@@ -215,4 +238,39 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.into())));
     *response.status_mut() = status;
     response
+}
+
+/// What to purge: `{"everything": true}`, `{"urls": [...]}`, `{"prefixes": [...]}` or
+/// `{"tags": [...]}` (URLs and prefixes as `https://host/path` or `/path`).
+fn parse_purge(body: &[u8]) -> Result<outpost_cache::Purge, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Request {
+        #[serde(default)]
+        everything: bool,
+        urls: Option<Vec<String>>,
+        prefixes: Option<Vec<String>>,
+        tags: Option<Vec<String>>,
+    }
+    let usage = "send one of {\"everything\": true}, {\"urls\": [..]}, {\"prefixes\": [..]}, {\"tags\": [..]}";
+    let request: Request =
+        serde_json::from_slice(body).map_err(|e| format!("bad purge request ({e}); {usage}"))?;
+    match (
+        request.everything,
+        request.urls,
+        request.prefixes,
+        request.tags,
+    ) {
+        (true, None, None, None) => Ok(outpost_cache::Purge::Everything),
+        (false, Some(urls), None, None) if !urls.is_empty() => {
+            outpost_cache::Purge::parse_urls(&urls)
+        }
+        (false, None, Some(prefixes), None) if !prefixes.is_empty() => {
+            outpost_cache::Purge::parse_prefixes(&prefixes)
+        }
+        (false, None, None, Some(tags)) if !tags.is_empty() => {
+            Ok(outpost_cache::Purge::parse_tags(&tags))
+        }
+        _ => Err(usage.to_string()),
+    }
 }

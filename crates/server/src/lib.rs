@@ -7,6 +7,7 @@ pub mod admin;
 pub mod assets;
 mod context;
 pub mod control;
+mod edge_cache;
 mod listener;
 pub mod metrics;
 mod request_id;
@@ -32,6 +33,8 @@ pub struct Served {
     pub tenant: Arc<Tenant>,
     pub routes: Vec<outpost_config::Route>,
     pub assets: Option<Arc<assets::Assets>>,
+    /// Its response cache, when `cache.enabled`.
+    pub cache: Option<Arc<outpost_cache::TenantCache>>,
 }
 
 /// The tenants a node serves and the router that picks among them.
@@ -41,6 +44,8 @@ pub struct Node {
     tenants: Vec<Arc<Tenant>>,
     /// Per tenant, in `tenants` order.
     assets: Vec<Option<Arc<assets::Assets>>>,
+    /// Per tenant, in `tenants` order: its response cache, when enabled.
+    caches: Vec<Option<Arc<outpost_cache::TenantCache>>>,
     router: Router,
     network: context::Network,
     /// Per tenant, in `tenants` order, when metrics are kept.
@@ -60,6 +65,7 @@ impl Node {
             id,
             meters: tenants.iter().map(|_| None).collect(),
             assets: tenants.iter().map(|served| served.assets.clone()).collect(),
+            caches: tenants.iter().map(|served| served.cache.clone()).collect(),
             tenants: tenants.into_iter().map(|served| served.tenant).collect(),
             router,
             network: context::Network::default(),
@@ -92,7 +98,7 @@ impl Node {
 
     /// Handles one request from `peer` end to end; never fails (failures are responses).
     pub async fn handle(
-        &self,
+        self: &Arc<Self>,
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> http::Response<WasiBody> {
@@ -119,9 +125,14 @@ impl Node {
                 let from_files = self.assets[index].as_ref().and_then(|assets| {
                     assets.respond(request.method(), request.uri(), request.headers())
                 });
-                let response = match from_files {
-                    Some(response) => response,
-                    None => self.run(tenant, meters, &id, request, peer).await,
+                let request = request.map(|body| body.map_err(BodyError::from).boxed_unsync());
+                let response = match (from_files, &self.caches[index]) {
+                    (Some(response), _) => response,
+                    (None, Some(cache)) => {
+                        self.through_cache(index, cache, &host, &id, request, peer)
+                            .await
+                    }
+                    (None, None) => self.run(index, &id, request, peer).await,
                 };
                 if let Some(meters) = meters {
                     meters.observe(response.status().as_u16(), started.elapsed().as_secs_f64());
@@ -145,14 +156,16 @@ impl Node {
         response
     }
 
+    /// Runs tenant `index`'s guest for `request`, under its body and concurrency limits.
     async fn run(
         &self,
-        tenant: &Tenant,
-        meters: Option<&metrics::TenantMeters>,
+        index: usize,
         id: &str,
-        request: Request<Incoming>,
+        request: Request<WasiBody>,
         peer: SocketAddr,
     ) -> http::Response<WasiBody> {
+        let tenant = &self.tenants[index];
+        let meters = self.meters[index].as_ref();
         let declared_length = request
             .headers()
             .get(http::header::CONTENT_LENGTH)
@@ -182,7 +195,6 @@ impl Node {
             &self.network,
             &self.id,
         );
-        let body = body.map_err(BodyError::from).boxed_unsync();
         match tenant
             .handle(admission, Arc::from(id), Request::from_parts(parts, body))
             .await

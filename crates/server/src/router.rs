@@ -91,7 +91,7 @@ fn first_prefix(list: &[(String, TenantIndex)], path: &str) -> Option<TenantInde
 }
 
 /// Lowercase, without port or trailing dot. Bracketed IPv6 literals keep their brackets.
-fn normalize_host(host: &str) -> String {
+pub(crate) fn normalize_host(host: &str) -> String {
     let host = if host.starts_with('[') {
         host.split_inclusive(']').next().unwrap_or(host)
     } else {

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use outpost_cache::{HttpCache, Purge};
 use outpost_config::{Config, TenantConfig};
 use outpost_runtime::{Runtime, Tenant, in_parallel, wasm_hash};
 
@@ -48,6 +49,8 @@ pub enum ControlError {
     NoSuchTenant(String),
     #[error("tenant `{tenant}`: the new component was not deployed: {reason}")]
     Invalid { tenant: String, reason: String },
+    #[error("tenant `{0}` has no cache to purge; enable it with `cache = {{ enabled = true }}`")]
+    NoCache(String),
     #[error("tenant `{0}` has no earlier version to roll back to")]
     NothingToRollBack(String),
     #[error("tenant `{tenant}`: cannot keep the deployed version: {source}")]
@@ -82,6 +85,8 @@ pub struct Control {
     runtime: Arc<Runtime>,
     metrics: Arc<Metrics>,
     live: Arc<ArcSwap<Node>>,
+    /// The tenants' response caches, which outlive the versions that fill them.
+    cache: Arc<HttpCache>,
     /// The HTTPS listener's certificates, reloaded with the config.
     tls: Option<Arc<SniResolver>>,
     state: Mutex<State>,
@@ -137,10 +142,13 @@ impl Control {
             failed: BTreeMap::new(),
             reload_error: None,
         };
-        let live = Arc::new(ArcSwap::from_pointee(build_node(&state, &metrics)));
+        let cache = HttpCache::new(state.config.node.cache_memory);
+        cache.configure(&cache_settings(&state.config));
+        let live = Arc::new(ArcSwap::from_pointee(build_node(&state, &metrics, &cache)));
         Ok(Control {
             runtime,
             metrics,
+            cache,
             live,
             tls,
             state: Mutex::new(state),
@@ -326,7 +334,9 @@ impl Control {
         let removed = before - state.slots.len();
         state.config = config;
         state.reload_error = certificate_error;
-        self.live.store(Arc::new(build_node(&state, &self.metrics)));
+        self.cache.configure(&cache_settings(&state.config));
+        self.live
+            .store(Arc::new(build_node(&state, &self.metrics, &self.cache)));
         format!(
             "{added} added, {changed} changed, {removed} removed, {kept_old} kept their previous version after an error"
         )
@@ -454,7 +464,28 @@ impl Control {
             slot.history = history;
             slot.last_error = None;
         }
-        self.live.store(Arc::new(build_node(&state, &self.metrics)));
+        self.live
+            .store(Arc::new(build_node(&state, &self.metrics, &self.cache)));
+    }
+
+    /// The node's response caches, for their metrics.
+    pub fn http_cache(&self) -> Arc<HttpCache> {
+        self.cache.clone()
+    }
+
+    /// Purges `name`'s response cache (on this node).
+    pub fn purge(&self, name: &str, purge: &Purge) -> Result<(), ControlError> {
+        if !self.lock().slots.contains_key(name) {
+            return Err(ControlError::NoSuchTenant(name.to_string()));
+        }
+        match self.cache.tenant(name) {
+            Some(cache) => {
+                cache.purge(purge);
+                tracing::info!(tenant = %name, ?purge, "cache purged");
+                Ok(())
+            }
+            None => Err(ControlError::NoCache(name.to_string())),
+        }
     }
 
     /// Why the last config reload was refused, if it was.
@@ -464,7 +495,7 @@ impl Control {
 }
 
 /// Builds the node that serves `state`'s tenants on their configured routes.
-fn build_node(state: &State, metrics: &Metrics) -> Node {
+fn build_node(state: &State, metrics: &Metrics, cache: &HttpCache) -> Node {
     Node::new(
         state.config.node.id.clone(),
         state
@@ -474,6 +505,7 @@ fn build_node(state: &State, metrics: &Metrics) -> Node {
                 tenant: slot.tenant.clone(),
                 routes: slot.config.routes.clone(),
                 assets: slot.assets.clone(),
+                cache: cache.tenant(&slot.config.name),
             })
             .collect(),
     )
@@ -482,4 +514,28 @@ fn build_node(state: &State, metrics: &Metrics) -> Node {
         state.config.server.geo.clone(),
     )
     .with_metrics(metrics)
+}
+
+/// Every tenant with an enabled cache, and its settings.
+fn cache_settings(config: &Config) -> Vec<(String, outpost_cache::Settings)> {
+    config
+        .tenants
+        .iter()
+        .filter(|tenant| tenant.cache.enabled)
+        .map(|tenant| {
+            let cache = &tenant.cache;
+            let settings = outpost_cache::Settings {
+                capacity: cache.max_size,
+                max_object: cache.max_object,
+                stale: outpost_cache::StaleDefaults {
+                    while_revalidate: cache.stale_while_revalidate,
+                    if_error: cache.stale_if_error,
+                },
+                jitter: cache.jitter,
+                lock_timeout: cache.lock_timeout,
+                cross_version: cache.cross_version,
+            };
+            (tenant.name.clone(), settings)
+        })
+        .collect()
 }
