@@ -32,7 +32,7 @@ fn runtime(data_dir: &Path) -> Arc<Runtime> {
             watch: false,
             cache_memory: outpost_config::DEFAULT_CACHE_MEMORY,
         },
-        outpost_bindings::NodeStores::new(data_dir),
+        outpost_bindings::NodeStores::new(data_dir, outpost_config::DEFAULT_CACHE_MEMORY),
     )
     .expect("engine")
 }

@@ -201,7 +201,7 @@ async fn serve_config(config: Config) -> anyhow::Result<ExitCode> {
         None => None,
     };
 
-    let stores = NodeStores::new(&config.node.data_dir);
+    let stores = NodeStores::new(&config.node.data_dir, config.node.cache_memory);
     let runtime = Runtime::new(&config.node, stores.clone())?;
     metrics.register(|registry| runtime.register_metrics(registry));
     let loading = {
@@ -322,7 +322,10 @@ fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
     let mut tenant_count = 0;
     if let Some(config) = &checked.config {
         tenant_count = config.tenants.len();
-        let runtime = Runtime::new(&config.node, NodeStores::new(&config.node.data_dir))?;
+        let runtime = Runtime::new(
+            &config.node,
+            NodeStores::new(&config.node.data_dir, config.node.cache_memory),
+        )?;
         let (_, errors) = load_all(&runtime, config);
         problems.extend(errors);
         if let Err(errors) = outpost_server::tls::SniResolver::load(config) {

@@ -25,6 +25,17 @@ struct Cached {
 /// A node with the cached-proxy tenant `shop` (routes `shop.test`) in front of an origin
 /// that answers as `behaviour` says; `cache` is the tenant's cache table's extra keys.
 async fn start(behaviour: Behaviour, cache: &str) -> Cached {
+    start_guest(
+        "cached-proxy",
+        "",
+        behaviour,
+        &format!("enabled = true{cache}"),
+    )
+    .await
+}
+
+/// Like [`start`], with guest `component` and more `vars` (`, NAME = "value"`).
+async fn start_guest(component: &str, vars: &str, behaviour: Behaviour, cache: &str) -> Cached {
     let origin = Origin::start_with("api", behaviour).await;
     let dir = tempfile::tempdir().expect("dir");
     let (addr, admin) = (free_port(), free_port());
@@ -34,8 +45,8 @@ async fn start(behaviour: Behaviour, cache: &str) -> Cached {
         format!(
             "[node]\ndata_dir = \"data\"\n\n[server]\nlisten = \"{addr}\"\nadmin = {{ listen = \"{admin}\" }}\n\n\
              [[tenant]]\nname = \"shop\"\ncomponent = {:?}\nroutes = [\"shop.test\"]\n\
-             vars = {{ ORIGIN = {:?} }}\noutbound = [{:?}]\ncache = {{ enabled = true{cache} }}\n",
-            example("cached-proxy").display().to_string(),
+             vars = {{ ORIGIN = {:?}{vars} }}\noutbound = [{:?}]\ncache = {{ {cache} }}\n",
+            example(component).display().to_string(),
             origin.url(),
             origin.url(),
         ),
@@ -452,4 +463,71 @@ impl Cached {
     async fn get_owned(&self, path: String) -> Reply {
         self.get(&path, &[]).await
     }
+}
+
+#[tokio::test]
+async fn guests_use_the_cache_api_and_cached_fetches() {
+    let cached = start_guest(
+        "cache-api",
+        ", CACHE_CONTROL = \"public, max-age=600\", FETCH_TTL = \"600\"",
+        Behaviour {
+            status: Some(200),
+            delay: Duration::from_millis(200),
+            by_path: vec![("/api/cookie", 200, &[("set-cookie", "s=1")])],
+            ..Behaviour::default()
+        },
+        "max_size = \"8MiB\"",
+    )
+    .await;
+    // The Cache API: a miss stores, the next request is answered from the cache.
+    let miss = cached.get("/api/quote", &[]).await;
+    assert_eq!(miss.body, "api saw GET /api/quote");
+    assert_eq!(miss.header("x-cache-api"), Some("miss"));
+    assert_eq!(miss.header("x-cache-api-stored"), Some("true"));
+    let hit = cached.get("/api/quote", &[]).await;
+    assert_eq!(hit.header("x-cache-api"), Some("hit"), "{:?}", hit.headers);
+    assert_eq!(hit.body, "api saw GET /api/quote");
+    assert_eq!(cached.origin_saw("/api/quote"), 1);
+    // match answers Range from the entry.
+    let part = cached.get("/api/quote", &[("range", "bytes=0-2")]).await;
+    assert_eq!((part.status, part.body.as_str()), (206, "api"));
+    // A Set-Cookie response is not stored.
+    let cookie = cached.get("/api/cookie", &[]).await;
+    assert_eq!(cookie.header("x-cache-api-stored"), Some("false"));
+    cached.get("/api/cookie", &[]).await;
+    assert_eq!(cached.origin_saw("/api/cookie"), 2);
+    // delete drops it.
+    let removed = cached
+        .node
+        .send(Method::DELETE, "shop.test", "/api/quote", &[], Bytes::new())
+        .await;
+    assert_eq!(removed.body, "removed");
+    assert_eq!(
+        cached.get("/api/quote", &[]).await.header("x-cache-api"),
+        Some("miss")
+    );
+    assert_eq!(cached.origin_saw("/api/quote"), 2);
+
+    // A cached fetch with a forced TTL: 50 concurrent requests (each runs the guest, so
+    // within its 64 slots), one origin request.
+    let replies = burst(&cached, "/fetch/hot", 50).await;
+    for reply in &replies {
+        assert_eq!(reply.body, "api saw GET /fetch/hot", "{}", reply.status);
+    }
+    assert_eq!(cached.origin_saw("/fetch/hot"), 1);
+    let again = cached.get("/fetch/hot", &[]).await;
+    assert_eq!(
+        again.header("x-outpost-cache"),
+        Some("HIT"),
+        "{:?}",
+        again.headers
+    );
+    // The cache options never reach the origin.
+    let seen = cached.origin.seen();
+    let first = seen
+        .iter()
+        .find(|s| s.path_and_query == "/fetch/hot")
+        .expect("seen");
+    assert!(first.header("x-outpost-cache-ttl").is_none());
+    assert!(first.header("x-outpost-cache-fetch").is_none());
 }

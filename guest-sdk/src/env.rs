@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::pin::Pin;
 use std::rc::Rc;
 
-use crate::stores::{blob::Bucket, kv::Kv, sql::Sql};
+use crate::stores::{blob::Bucket, cache::Cache, kv::Kv, sql::Sql};
 use crate::{Error, Request, Response, Result};
 
 type Task = Pin<Box<dyn Future<Output = ()>>>;
@@ -53,6 +53,11 @@ impl Env {
     /// The blob bucket bound as `name` (`blob = { NAME = "…" }`).
     pub fn blob(&self, name: &str) -> Result<Bucket> {
         Bucket::open(name)
+    }
+
+    /// The tenant's HTTP cache (`cache = { enabled = true }`), Workers' `caches.default`.
+    pub fn cache(&self) -> Cache {
+        Cache
     }
 
     /// Sends `request` to an origin the tenant lists in `outbound` and answers its

@@ -35,6 +35,7 @@ pub use request::{BodyStream, Request};
 pub use response::Response;
 pub use router::{Params, Router};
 pub use stores::blob::Bucket;
+pub use stores::cache::{Cache, CacheOptions};
 pub use stores::kv::Kv;
 pub use stores::sql::Sql;
 pub use wstd::http::{Body, HeaderMap, Method, StatusCode};

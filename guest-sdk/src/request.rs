@@ -78,6 +78,17 @@ impl Request {
         self
     }
 
+    /// Sends this `GET` through the tenant's cache as `options` say (when the tenant's
+    /// cache is enabled; otherwise the options are dropped).
+    pub fn with_cache(self, options: &crate::CacheOptions) -> Request {
+        options
+            .headers()
+            .into_iter()
+            .fold(self, |request, (name, value)| {
+                request.with_header(name, value)
+            })
+    }
+
     /// Removes a header (every value of it), for example `authorization` before
     /// forwarding a request whose token the edge has already checked.
     pub fn without_header(mut self, name: &str) -> Request {

@@ -85,6 +85,11 @@ impl Response {
         self.inner.headers().get(name)?.to_str().ok()
     }
 
+    /// Every header.
+    pub fn headers(&self) -> &crate::HeaderMap {
+        self.inner.headers()
+    }
+
     /// The whole body (of a response from `env.fetch`).
     pub async fn read_bytes(self) -> Result<Vec<u8>> {
         let mut body = self.inner.into_body();

@@ -16,7 +16,8 @@
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = outpost_config::Config::load(std::path::Path::new("node.toml"))?;
-//! let stores = outpost_bindings::NodeStores::new(&config.node.data_dir);
+//! let stores = outpost_bindings::NodeStores::new(&config.node.data_dir, config.node.cache_memory);
+//! stores.configure_cache(&config);
 //! for tenant in &config.tenants {
 //!     let bindings = stores.tenant(tenant)?; // a KvCtx, SqlCtx, BlobCtx and outbound client
 //!     # drop(bindings);
@@ -26,6 +27,7 @@
 //! ```
 
 pub mod blob;
+pub mod cache;
 mod error;
 pub mod http;
 pub mod kv;
@@ -60,11 +62,12 @@ pub mod generated {
 /// Adds every `outpost:edge` interface to `linker`.
 pub fn add_to_linker<T>(linker: &mut wasmtime::component::Linker<T>) -> wasmtime::Result<()>
 where
-    T: kv::KvView + sql::SqlView + blob::BlobView + 'static,
+    T: kv::KvView + sql::SqlView + blob::BlobView + cache::CacheView + 'static,
 {
     kv::add_to_linker(linker)?;
     sql::add_to_linker(linker)?;
     blob::add_to_linker(linker)?;
+    cache::add_to_linker(linker)?;
     Ok(())
 }
 

@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use outpost_config::{KvBackendKind, TenantConfig};
 
+use outpost_cache::{HttpCache, Settings, StaleDefaults};
+
 use crate::blob::{BlobBucket, BlobCtx, BlobSetupError};
+use crate::cache::CacheCtx;
 use crate::http::OutboundClient;
 use crate::kv::{KvBackend, KvCtx, KvError, MemoryKv, SledKv};
 use crate::meters::StoreMeters;
@@ -42,6 +45,8 @@ pub struct NodeStores {
     memory: Arc<MemoryKv>,
     sqlite: Arc<SqliteDatabases>,
     meters: StoreMeters,
+    /// Every tenant's HTTP cache (the Cache API's and the one in front of the guest).
+    http_cache: Arc<HttpCache>,
 }
 
 /// One tenant's capability contexts, shared by all its instances.
@@ -54,19 +59,52 @@ pub struct TenantBindings {
     pub blob: BlobCtx,
     /// Its outbound client, if it lists origins.
     pub outbound: Option<Arc<OutboundClient>>,
+    pub cache: CacheCtx,
 }
 
 impl NodeStores {
     /// The node's backends under `data_dir`. Nothing is opened yet: sled on first use
     /// (or [`NodeStores::open_kv_now`]), each SQLite file when a guest opens it.
-    pub fn new(data_dir: &Path) -> Arc<NodeStores> {
+    pub fn new(data_dir: &Path, cache_memory: u64) -> Arc<NodeStores> {
         let sql_dir: PathBuf = data_dir.join("sql");
         Arc::new(NodeStores {
             sled: Arc::new(SledKv::new(&data_dir.join("kv"))),
             memory: Arc::new(MemoryKv::default()),
             sqlite: SqliteDatabases::new(sql_dir),
             meters: StoreMeters::default(),
+            http_cache: HttpCache::new(cache_memory),
         })
+    }
+
+    /// Every tenant's HTTP cache.
+    pub fn http_cache(&self) -> &Arc<HttpCache> {
+        &self.http_cache
+    }
+
+    /// Sizes the tenants' caches for `config` (before its tenants are built, so each
+    /// gets its cache): tenants with an unchanged cache keep their entries.
+    pub fn configure_cache(&self, config: &outpost_config::Config) {
+        let wanted: Vec<(String, Settings)> = config
+            .tenants
+            .iter()
+            .filter(|tenant| tenant.cache.declared)
+            .map(|tenant| {
+                let cache = &tenant.cache;
+                let settings = Settings {
+                    capacity: cache.max_size,
+                    max_object: cache.max_object,
+                    stale: StaleDefaults {
+                        while_revalidate: cache.stale_while_revalidate,
+                        if_error: cache.stale_if_error,
+                    },
+                    jitter: cache.jitter,
+                    lock_timeout: cache.lock_timeout,
+                    cross_version: cache.cross_version,
+                };
+                (tenant.name.clone(), settings)
+            })
+            .collect();
+        self.http_cache.configure(&wanted);
     }
 
     /// Opens the sled database now, so a node whose tenants use it learns at start-up
@@ -125,6 +163,7 @@ impl NodeStores {
             blob: BlobCtx::new(tenant, buckets, self.meters.clone()),
             outbound: (!config.outbound.is_empty())
                 .then(|| OutboundClient::new(config.outbound.clone(), &config.limits)),
+            cache: CacheCtx::new(tenant, self.http_cache.tenant(tenant)),
         })
     }
 }

@@ -7,6 +7,8 @@
 //! key carries the version instead), so the node keeps them here, by tenant name, and
 //! hands each served tenant its own.
 
+pub mod body;
+pub mod conditional;
 mod entry;
 mod flight;
 pub mod policy;
@@ -192,6 +194,11 @@ impl TenantCache {
         self.entries
             .insert(key.to_string(), Arc::new(Variants { list, lifespan }));
         entry
+    }
+
+    /// Drops `key`; whether it was there.
+    pub fn remove(&self, key: &str) -> bool {
+        self.entries.remove(key).is_some()
     }
 
     /// Joins (or leads) the fetch of `key`.

@@ -21,6 +21,9 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// A tenant's response cache.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CacheConfig {
+    /// The tenant has a cache (a `cache` table): its guests may use the Cache API and
+    /// cached fetches.
+    pub declared: bool,
     /// Serve cacheable responses from the cache without running the guest.
     pub enabled: bool,
     /// Bytes of this tenant's entries (bodies and headers).
@@ -45,6 +48,7 @@ impl Eq for CacheConfig {}
 impl Default for CacheConfig {
     fn default() -> CacheConfig {
         CacheConfig {
+            declared: false,
             enabled: false,
             max_size: DEFAULT_CACHE_MAX_SIZE,
             max_object: DEFAULT_CACHE_MAX_OBJECT,
@@ -67,6 +71,7 @@ impl Validator<'_> {
         let Some(raw) = raw.map(Spanned::into_inner) else {
             return cache;
         };
+        cache.declared = true;
         cache.enabled = raw.enabled.is_some_and(Spanned::into_inner);
         cache.cross_version = raw.cross_version.is_some_and(Spanned::into_inner);
         let mut bytes = |value: Option<Spanned<crate::raw::SizeValue>>, key, into: &mut u64| {

@@ -66,6 +66,11 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// The node's stores and caches, as the embedder built them.
+    pub fn stores(&self) -> &Arc<NodeStores> {
+        &self.stores
+    }
+
     /// Builds the engine for a node with `node.max_instances` instance slots; tenants'
     /// bindings come from `stores`, which the embedder built.
     pub fn new(node: &NodeConfig, stores: Arc<NodeStores>) -> Result<Arc<Runtime>, RuntimeError> {

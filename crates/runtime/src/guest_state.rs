@@ -4,6 +4,7 @@
 
 use outpost_bindings::TenantBindings;
 use outpost_bindings::blob::{BlobCtxView, BlobView};
+use outpost_bindings::cache::{CacheCtxView, CacheView};
 use outpost_bindings::http::{OutboundHooks, SubrequestCounter};
 use outpost_bindings::kv::{KvCtxView, KvView};
 use outpost_bindings::sql::{SqlCtxView, SqlView};
@@ -59,6 +60,14 @@ impl BlobView for GuestState {
         BlobCtxView {
             ctx: &self.bindings.blob,
             table: &mut self.table,
+        }
+    }
+}
+
+impl CacheView for GuestState {
+    fn cache(&mut self) -> CacheCtxView<'_> {
+        CacheCtxView {
+            ctx: &self.bindings.cache,
         }
     }
 }

@@ -68,7 +68,8 @@ impl TenantInstances {
             table: ResourceTable::new(),
             wasi,
             http: WasiHttpCtx::new(),
-            hooks: OutboundHooks::new(self.bindings.outbound.clone(), Box::new(scope.clone())),
+            hooks: OutboundHooks::new(self.bindings.outbound.clone(), Box::new(scope.clone()))
+                .with_cache(self.bindings.cache.tenant_cache().cloned()),
             limiter: GuestLimiter {
                 memory_bytes: self.limits.memory as usize,
                 table_elements: MAX_TABLE_ELEMENTS,

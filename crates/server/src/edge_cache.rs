@@ -13,12 +13,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
-use http_body_util::{BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, Full};
+use outpost_cache::body::{Read, chained, read_up_to};
 use outpost_cache::policy::{CACHE_TAG, SURROGATE_CONTROL, judge};
 use outpost_cache::{Entry, Freshness, Joined, Leader, Status, TenantCache, Verdict};
-use outpost_runtime::{BodyError, WasiBody};
+use outpost_runtime::WasiBody;
 
 use crate::router::normalize_host;
 use crate::{Node, REQUEST_ID_HEADER, request_id, responses};
@@ -207,45 +208,25 @@ async fn store(
         return (None, http::Response::from_parts(parts, body));
     }
     // Read up to the largest object; past it, send what was read and the rest as it comes.
-    let mut body = body;
-    let mut read = BytesMut::new();
-    loop {
-        match body.frame().await {
-            None => break,
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    read.extend_from_slice(&data);
-                }
-                if read.len() as u64 > max {
-                    strip_cdn_headers(&mut parts.headers);
-                    let head = futures::stream::once(async move {
-                        Ok::<_, BodyError>(http_body::Frame::data(read.freeze()))
-                    });
-                    let rest = futures::TryStreamExt::map_ok(
-                        body.into_data_stream(),
-                        http_body::Frame::data,
-                    );
-                    let chained = StreamBody::new(futures::StreamExt::chain(head, rest));
-                    return (
-                        None,
-                        http::Response::from_parts(parts, chained.boxed_unsync()),
-                    );
-                }
-            }
-            Some(Err(error)) => {
-                tracing::warn!(key, %error, "the guest's response body failed; not cached");
-                return (
-                    None,
-                    responses::text(StatusCode::BAD_GATEWAY, "response body failed"),
-                );
-            }
+    let read = match read_up_to(body, max).await {
+        Ok(Read::Whole(bytes)) => bytes,
+        Ok(Read::Over { head, rest }) => {
+            strip_cdn_headers(&mut parts.headers);
+            return (None, http::Response::from_parts(parts, chained(head, rest)));
         }
-    }
+        Err(error) => {
+            tracing::warn!(key, %error, "the guest's response body failed; not cached");
+            return (
+                None,
+                responses::text(StatusCode::BAD_GATEWAY, "response body failed"),
+            );
+        }
+    };
     let lifetimes = cache.jittered(lifetimes);
     let path = request.uri.path_and_query().map_or("/", |p| p.as_str());
     let entry = Entry::new(
         &parts,
-        read.freeze(),
+        read,
         &request.headers,
         normalize_host(host),
         path.to_string(),

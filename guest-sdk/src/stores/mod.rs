@@ -11,6 +11,7 @@
 //! by its kind (400 for an invalid argument or a limit, 416 for a range, else 500).
 
 pub mod blob;
+pub mod cache;
 pub mod kv;
 pub mod sql;
 

@@ -9,6 +9,7 @@
 //! implements wasmtime's `WasiHttpView`; and [`add_to_linker`] links WASI 0.2 and 0.3
 //! HTTP. `client.rs` sends, `guard.rs` is the SSRF guard.
 
+mod cached;
 mod client;
 mod guard;
 
@@ -17,7 +18,11 @@ use std::sync::Arc;
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::{WasiBody, WasiHttpHooks, WasiHttpView};
 
+pub use cached::{
+    CACHE_EVERYTHING, CACHE_FETCH, CACHE_KEY, CACHE_STATUS, CACHE_TTL, CACHE_TTL_BY_STATUS,
+};
 pub use client::OutboundClient;
+use outpost_cache::TenantCache;
 
 /// Counts the current request's subrequests; the runtime implements it on whatever
 /// knows which request an instance is serving.
@@ -31,12 +36,24 @@ pub trait SubrequestCounter: Send + Sync + 'static {
 pub struct OutboundHooks {
     client: Option<Arc<OutboundClient>>,
     counter: Box<dyn SubrequestCounter>,
+    /// The tenant's cache, when enabled: `GET`s go through it ([`cached`]).
+    cache: Option<Arc<TenantCache>>,
 }
 
 impl OutboundHooks {
     /// The policy for an instance of a tenant with `client` (`None`: no origins listed).
     pub fn new(client: Option<Arc<OutboundClient>>, counter: Box<dyn SubrequestCounter>) -> Self {
-        OutboundHooks { client, counter }
+        OutboundHooks {
+            client,
+            counter,
+            cache: None,
+        }
+    }
+
+    /// Sends `GET`s through the tenant's cache.
+    pub fn with_cache(mut self, cache: Option<Arc<TenantCache>>) -> Self {
+        self.cache = cache;
+        self
     }
 }
 
@@ -72,8 +89,16 @@ impl WasiHttpHooks for OutboundHooks {
             });
         }
         let first_byte = options.and_then(|o| o.first_byte_timeout);
+        let cache = self.cache.clone();
         Box::new(async move {
-            let response = client.send(request, first_byte).await?;
+            let response = match cache {
+                Some(cache) => cached::send(client, cache, request, first_byte).await?,
+                None => {
+                    client
+                        .send(cached::without_options(request), first_byte)
+                        .await?
+                }
+            };
             let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
                 Box::new(async { Ok(()) });
             Ok((response, done))

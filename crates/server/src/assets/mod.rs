@@ -15,11 +15,11 @@ mod path;
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, Full, StreamBody};
+use outpost_cache::conditional;
 use outpost_config::{AssetsConfig, NotFoundHandling, WorkerFirst};
 use outpost_runtime::{BodyError, WasiBody};
 
@@ -192,7 +192,8 @@ fn respond_with(
     headers: &HeaderMap,
 ) -> http::Response<WasiBody> {
     let (encoding, file) = choose_encoding(asset, headers);
-    if not_modified(file, headers) {
+    let etag = file.etag.to_str().ok();
+    if conditional::not_modified(headers, etag, Some(file.modified)) {
         let mut response = crate::responses::text(StatusCode::NOT_MODIFIED, "");
         response.headers_mut().remove(header::CONTENT_TYPE);
         describe(asset, file, encoding, response.headers_mut());
@@ -200,9 +201,11 @@ fn respond_with(
     }
     let range = headers
         .get(header::RANGE)
-        .filter(|_| method == Method::GET && if_range_holds(file, headers))
+        .filter(|_| {
+            method == Method::GET && conditional::if_range_holds(headers, etag, Some(file.modified))
+        })
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| requested_range(value, file.len));
+        .and_then(|value| conditional::byte_range(value, file.len));
     match range {
         None => full_of(asset, file, encoding, status, method),
         Some(Err(())) => {
@@ -319,64 +322,6 @@ fn choose_encoding<'a>(asset: &'a Asset, headers: &HeaderMap) -> (Encoding, &'a 
     }
 }
 
-/// RFC 9110 §13.2.2: `If-None-Match` decides when present, else `If-Modified-Since`.
-fn not_modified(file: &File, headers: &HeaderMap) -> bool {
-    if let Some(value) = headers.get(header::IF_NONE_MATCH) {
-        let Ok(list) = value.to_str() else {
-            return false;
-        };
-        let ours = opaque(file.etag.to_str().unwrap_or_default());
-        return list
-            .split(',')
-            .map(str::trim)
-            .any(|tag| tag == "*" || opaque(tag) == ours);
-    }
-    headers
-        .get(header::IF_MODIFIED_SINCE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok())
-        .is_some_and(|since: SystemTime| file.modified <= since)
-}
-
-/// The tag without its weak marker: `If-None-Match` compares weakly.
-fn opaque(tag: &str) -> &str {
-    tag.strip_prefix("W/").unwrap_or(tag)
-}
-
-/// `If-Range`: the range applies only to the representation the client already has.
-fn if_range_holds(file: &File, headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(header::IF_RANGE) else {
-        return true;
-    };
-    let Ok(text) = value.to_str() else {
-        return false;
-    };
-    if text.starts_with('"') {
-        return text == file.etag;
-    }
-    httpdate::parse_http_date(text).is_ok_and(|at| at == file.modified)
-}
-
-/// `Some(Ok)` for one satisfiable range, `Some(Err)` for an unsatisfiable one, `None` to
-/// send the whole file (no valid `Range`, or several ranges, which a whole file answers).
-fn requested_range(value: &str, len: u64) -> Option<Result<RangeInclusive<u64>, ()>> {
-    let parsed = http_range_header::parse_range_header(value).ok()?;
-    if len == 0 {
-        return Some(Err(()));
-    }
-    match parsed.validate(len) {
-        Ok(ranges) if ranges.len() == 1 => Some(Ok(ranges[0].clone())),
-        Ok(_) => None,
-        // A suffix longer than the file means the whole file (RFC 9110 §14.1.2).
-        Err(http_range_header::RangeUnsatisfiableError::FileSuffixOutOfBounds)
-            if parsed.ranges.len() == 1 =>
-        {
-            Some(Ok(0..=len - 1))
-        }
-        Err(_) => Some(Err(())),
-    }
-}
-
 /// The file's bytes (or `range` of them) as a response body; empty for HEAD, with the
 /// length that GET would carry.
 fn body_of(
@@ -431,80 +376,4 @@ fn from_disk(path: std::path::PathBuf, start: u64, len: u64) -> WasiBody {
         BodyError::InternalError(Some(format!("asset unreadable: {error}")))
     });
     StreamBody::new(stream).boxed_unsync()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn file(len: u64) -> File {
-        File {
-            content: Content::Memory(Bytes::from(vec![b'x'; len as usize])),
-            len,
-            etag: HeaderValue::from_static("\"abc\""),
-            modified: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
-            last_modified: HeaderValue::from_static("Tue, 14 Nov 2023 22:13:20 GMT"),
-        }
-    }
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    http::HeaderName::from_static(k),
-                    HeaderValue::from_static(v),
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn ranges_follow_rfc_9110() {
-        assert_eq!(requested_range("bytes=0-9", 100), Some(Ok(0..=9)));
-        assert_eq!(requested_range("bytes=90-", 100), Some(Ok(90..=99)));
-        assert_eq!(requested_range("bytes=-10", 100), Some(Ok(90..=99)));
-        assert_eq!(requested_range("bytes=-500", 100), Some(Ok(0..=99)));
-        assert_eq!(requested_range("bytes=95-200", 100), Some(Ok(95..=99)));
-        assert_eq!(requested_range("bytes=100-", 100), Some(Err(())));
-        assert_eq!(requested_range("bytes=0-1,5-9", 100), None);
-        assert_eq!(requested_range("lines=0-9", 100), None);
-    }
-
-    #[test]
-    fn conditionals_prefer_the_etag() {
-        let f = file(10);
-        assert!(not_modified(
-            &f,
-            &headers(&[("if-none-match", "\"x\", W/\"abc\"")])
-        ));
-        assert!(not_modified(&f, &headers(&[("if-none-match", "*")])));
-        assert!(!not_modified(
-            &f,
-            &headers(&[
-                ("if-none-match", "\"other\""),
-                ("if-modified-since", "Wed, 15 Nov 2023 00:00:00 GMT")
-            ])
-        ));
-        assert!(not_modified(
-            &f,
-            &headers(&[("if-modified-since", "Tue, 14 Nov 2023 22:13:20 GMT")])
-        ));
-        assert!(!not_modified(
-            &f,
-            &headers(&[("if-modified-since", "Tue, 14 Nov 2023 22:13:19 GMT")])
-        ));
-    }
-
-    #[test]
-    fn if_range_needs_a_strong_match() {
-        let f = file(10);
-        assert!(if_range_holds(&f, &headers(&[("if-range", "\"abc\"")])));
-        assert!(!if_range_holds(&f, &headers(&[("if-range", "W/\"abc\"")])));
-        assert!(!if_range_holds(&f, &headers(&[("if-range", "\"old\"")])));
-        assert!(if_range_holds(
-            &f,
-            &headers(&[("if-range", "Tue, 14 Nov 2023 22:13:20 GMT")])
-        ));
-    }
 }

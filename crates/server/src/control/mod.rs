@@ -49,7 +49,7 @@ pub enum ControlError {
     NoSuchTenant(String),
     #[error("tenant `{tenant}`: the new component was not deployed: {reason}")]
     Invalid { tenant: String, reason: String },
-    #[error("tenant `{0}` has no cache to purge; enable it with `cache = {{ enabled = true }}`")]
+    #[error("tenant `{0}` has no cache to purge; give it one with `cache = {{ enabled = true }}`")]
     NoCache(String),
     #[error("tenant `{0}` has no earlier version to roll back to")]
     NothingToRollBack(String),
@@ -102,6 +102,7 @@ impl Control {
         metrics: Arc<Metrics>,
         config: Config,
     ) -> Result<Control, Vec<String>> {
+        runtime.stores().configure_cache(&config);
         let loaded = in_parallel(&config.tenants, |tenant| {
             let assets = load_assets(tenant)?;
             load_current(&runtime, &config, tenant, None).map(|(t, h)| (t, h, assets))
@@ -142,8 +143,7 @@ impl Control {
             failed: BTreeMap::new(),
             reload_error: None,
         };
-        let cache = HttpCache::new(state.config.node.cache_memory);
-        cache.configure(&cache_settings(&state.config));
+        let cache = runtime.stores().http_cache().clone();
         let live = Arc::new(ArcSwap::from_pointee(build_node(&state, &metrics, &cache)));
         Ok(Control {
             runtime,
@@ -231,6 +231,11 @@ impl Control {
             )
         };
         warn_about_restart_only_changes(&old_config, &config);
+        // Before building: new and changed tenants take their caches from here. (A tenant
+        // whose cache is re-sized without its own config changing, because the node's
+        // bound is now shared differently, gets a fresh cache in front of its guest;
+        // its env.cache keeps the old one until its next version.)
+        self.runtime.stores().configure_cache(&config);
         let mut certificate_error = None;
         if let Some(tls) = &self.tls
             && let Err(problems) = tls.reload(&config)
@@ -334,7 +339,6 @@ impl Control {
         let removed = before - state.slots.len();
         state.config = config;
         state.reload_error = certificate_error;
-        self.cache.configure(&cache_settings(&state.config));
         self.live
             .store(Arc::new(build_node(&state, &self.metrics, &self.cache)));
         format!(
@@ -505,7 +509,12 @@ fn build_node(state: &State, metrics: &Metrics, cache: &HttpCache) -> Node {
                 tenant: slot.tenant.clone(),
                 routes: slot.config.routes.clone(),
                 assets: slot.assets.clone(),
-                cache: cache.tenant(&slot.config.name),
+                cache: slot
+                    .config
+                    .cache
+                    .enabled
+                    .then(|| cache.tenant(&slot.config.name))
+                    .flatten(),
             })
             .collect(),
     )
@@ -514,28 +523,4 @@ fn build_node(state: &State, metrics: &Metrics, cache: &HttpCache) -> Node {
         state.config.server.geo.clone(),
     )
     .with_metrics(metrics)
-}
-
-/// Every tenant with an enabled cache, and its settings.
-fn cache_settings(config: &Config) -> Vec<(String, outpost_cache::Settings)> {
-    config
-        .tenants
-        .iter()
-        .filter(|tenant| tenant.cache.enabled)
-        .map(|tenant| {
-            let cache = &tenant.cache;
-            let settings = outpost_cache::Settings {
-                capacity: cache.max_size,
-                max_object: cache.max_object,
-                stale: outpost_cache::StaleDefaults {
-                    while_revalidate: cache.stale_while_revalidate,
-                    if_error: cache.stale_if_error,
-                },
-                jitter: cache.jitter,
-                lock_timeout: cache.lock_timeout,
-                cross_version: cache.cross_version,
-            };
-            (tenant.name.clone(), settings)
-        })
-        .collect()
 }
