@@ -531,3 +531,46 @@ async fn guests_use_the_cache_api_and_cached_fetches() {
     assert!(first.header("x-outpost-cache-ttl").is_none());
     assert!(first.header("x-outpost-cache-fetch").is_none());
 }
+
+#[tokio::test]
+async fn the_disk_tier_serves_after_a_restart() {
+    let Cached {
+        node,
+        origin,
+        admin,
+    } = start(
+        Behaviour {
+            status: Some(200),
+            headers: vec![("cache-control", "public, max-age=600")],
+            ..Behaviour::default()
+        },
+        ", disk = \"4MiB\"",
+    )
+    .await;
+    let first = node.get("shop.test", "/persist").await;
+    assert_eq!(first.header("x-outpost-cache"), Some("MISS"));
+    // The write to disk runs after the response: wait for the file.
+    let files = node.dir.path().join("data/cache/shop");
+    let mut written = false;
+    for _ in 0..500 {
+        if std::fs::read_dir(&files).is_ok_and(|mut dir| dir.next().is_some()) {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(written, "no cache file under {}", files.display());
+    let addr = node.addr;
+    let dir = node.stop();
+    let config = dir.path().join("outpost.toml");
+    let node = Node::start_with_env(dir, &config, addr, &[("OUTPOST_ADMIN_TOKEN", TOKEN)]).await;
+    let cached = Cached {
+        node,
+        origin,
+        admin,
+    };
+    let again = cached.get("/persist", &[]).await;
+    assert_eq!(again.body, "api saw GET /persist");
+    assert_eq!(cache_status(&again), "HIT", "from the disk tier");
+    assert_eq!(cached.origin_saw("/persist"), 1);
+}

@@ -72,7 +72,7 @@ impl NodeStores {
             memory: Arc::new(MemoryKv::default()),
             sqlite: SqliteDatabases::new(sql_dir),
             meters: StoreMeters::default(),
-            http_cache: HttpCache::new(cache_memory),
+            http_cache: HttpCache::new(cache_memory, Some(data_dir.join("cache"))),
         })
     }
 
@@ -100,6 +100,7 @@ impl NodeStores {
                     jitter: cache.jitter,
                     lock_timeout: cache.lock_timeout,
                     cross_version: cache.cross_version,
+                    disk: cache.disk,
                 };
                 (tenant.name.clone(), settings)
             })

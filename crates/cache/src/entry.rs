@@ -1,6 +1,6 @@
 //! One stored response and where it stands in its life.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -21,6 +21,8 @@ pub struct Entry {
     /// The request's values of the headers the response varies on.
     vary: Vec<(HeaderName, Option<HeaderValue>)>,
     stored: Instant,
+    /// The same moment by the wall clock, which survives a restart.
+    stored_at: SystemTime,
     /// The `Age` it arrived with.
     initial_age: Duration,
     lifetimes: Lifetimes,
@@ -76,6 +78,7 @@ impl Entry {
             tags: lifetimes.tags.clone(),
             vary,
             stored: Instant::now(),
+            stored_at: SystemTime::now(),
             initial_age,
             lifetimes,
         }
@@ -134,5 +137,123 @@ impl Entry {
             .map(|(name, value)| name.as_str().len() + value.len() + 32)
             .sum();
         (self.body.len() + headers + self.host.len() + self.path.len() + 256) as u64
+    }
+}
+
+/// An entry as the disk tier writes it: everything but the body, which follows it.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct Saved {
+    status: u16,
+    headers: Vec<(String, Vec<u8>)>,
+    host: String,
+    path: String,
+    tags: Vec<String>,
+    vary: Vec<(String, Option<Vec<u8>>)>,
+    stored_at_ms: u64,
+    initial_age_secs: u64,
+    fresh_ms: u64,
+    stale_while_revalidate_ms: u64,
+    stale_if_error_ms: u64,
+    body_len: u64,
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Entry {
+    pub(crate) fn saved(&self) -> Saved {
+        Saved {
+            status: self.status.as_u16(),
+            headers: self
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            host: self.host.clone(),
+            path: self.path.clone(),
+            tags: self.tags.clone(),
+            vary: self
+                .vary
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_string(),
+                        v.as_ref().map(|v| v.as_bytes().to_vec()),
+                    )
+                })
+                .collect(),
+            stored_at_ms: self
+                .stored_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, millis),
+            initial_age_secs: self.initial_age.as_secs(),
+            fresh_ms: millis(self.lifetimes.fresh),
+            stale_while_revalidate_ms: millis(self.lifetimes.stale_while_revalidate),
+            stale_if_error_ms: millis(self.lifetimes.stale_if_error),
+            body_len: self.body.len() as u64,
+        }
+    }
+
+    /// The entry `saved` describes, with `body`; `None` if what was written is not one.
+    pub(crate) fn restored(saved: Saved, body: Bytes) -> Option<Entry> {
+        let stored_at = SystemTime::UNIX_EPOCH + Duration::from_millis(saved.stored_at_ms);
+        // The same age by the monotonic clock (an entry from the future counts as new).
+        let age = SystemTime::now()
+            .duration_since(stored_at)
+            .unwrap_or_default();
+        let now = Instant::now();
+        let stored = now.checked_sub(age).unwrap_or(now);
+        let mut headers = HeaderMap::new();
+        for (name, value) in saved.headers {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).ok()?,
+                HeaderValue::from_bytes(&value).ok()?,
+            );
+        }
+        let mut vary = Vec::new();
+        for (name, value) in saved.vary {
+            let value = match value {
+                Some(value) => Some(HeaderValue::from_bytes(&value).ok()?),
+                None => None,
+            };
+            vary.push((HeaderName::from_bytes(name.as_bytes()).ok()?, value));
+        }
+        Some(Entry {
+            status: StatusCode::from_u16(saved.status).ok()?,
+            headers,
+            body,
+            host: saved.host,
+            path: saved.path,
+            tags: saved.tags.clone(),
+            vary,
+            stored,
+            stored_at,
+            initial_age: Duration::from_secs(saved.initial_age_secs),
+            lifetimes: Lifetimes {
+                fresh: Duration::from_millis(saved.fresh_ms),
+                stale_while_revalidate: Duration::from_millis(saved.stale_while_revalidate_ms),
+                stale_if_error: Duration::from_millis(saved.stale_if_error_ms),
+                tags: saved.tags,
+            },
+        })
+    }
+}
+
+impl Saved {
+    pub(crate) fn body_len(&self) -> u64 {
+        self.body_len
+    }
+
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub(crate) fn tags(&self) -> &[String] {
+        &self.tags
     }
 }

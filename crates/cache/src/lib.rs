@@ -9,12 +9,14 @@
 
 pub mod body;
 pub mod conditional;
+mod disk;
 mod entry;
 mod flight;
 pub mod policy;
 mod purge;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -82,12 +84,21 @@ pub struct Settings {
     pub lock_timeout: Duration,
     /// Entries outlive a deploy (the key leaves the version out).
     pub cross_version: bool,
+    /// Bytes of the disk tier (`data_dir/cache/<tenant>/`); 0 for memory only.
+    pub disk: u64,
 }
 
 struct Variants {
     list: Vec<Arc<Entry>>,
     /// The longest a variant may still be served (moka drops the key after it).
     lifespan: Duration,
+}
+
+impl Variants {
+    fn of(list: Vec<Arc<Entry>>) -> Variants {
+        let lifespan = list.iter().map(|e| e.lifespan()).max().unwrap_or_default() + KEEP_EXPIRED;
+        Variants { list, lifespan }
+    }
 }
 
 struct Lifespan;
@@ -116,6 +127,7 @@ impl moka::Expiry<String, Arc<Variants>> for Lifespan {
 /// One tenant's cache.
 pub struct TenantCache {
     entries: moka::sync::Cache<String, Arc<Variants>>,
+    disk: Option<Arc<disk::DiskTier>>,
     flights: Arc<flight::Flights>,
     settings: Settings,
     meters: TenantMeters,
@@ -130,7 +142,16 @@ struct TenantMeters {
 }
 
 impl TenantCache {
-    fn new(settings: Settings, meters: TenantMeters) -> TenantCache {
+    fn new(settings: Settings, meters: TenantMeters, disk_dir: Option<PathBuf>) -> TenantCache {
+        let disk = disk_dir
+            .filter(|_| settings.disk > 0)
+            .and_then(|dir| match disk::DiskTier::open(&dir, settings.disk) {
+                Ok(tier) => Some(tier),
+                Err(error) => {
+                    tracing::error!(dir = %dir.display(), %error, "the cache's disk tier cannot be used; caching in memory only");
+                    None
+                }
+            });
         let evictions = meters.evictions.clone();
         let entries = moka::sync::Cache::builder()
             .max_capacity(settings.capacity)
@@ -149,6 +170,7 @@ impl TenantCache {
             .build();
         TenantCache {
             entries,
+            disk,
             flights: Arc::default(),
             settings,
             meters,
@@ -159,14 +181,39 @@ impl TenantCache {
         &self.settings
     }
 
-    /// The stored variant of `key` that answers a request with `headers`.
-    pub fn lookup(&self, key: &str, headers: &HeaderMap) -> Option<Arc<Entry>> {
-        let variants = self.entries.get(key)?;
+    /// The stored variant of `key` that answers a request with `headers`, from memory or
+    /// else from the disk tier.
+    pub async fn lookup(&self, key: &str, headers: &HeaderMap) -> Option<Arc<Entry>> {
+        let variants = match self.entries.get(key) {
+            Some(variants) => variants,
+            None => self.from_disk(key).await?,
+        };
         variants
             .list
             .iter()
             .find(|entry| entry.matches(headers))
             .cloned()
+    }
+
+    /// Brings `key` back from the disk tier into memory.
+    async fn from_disk(&self, key: &str) -> Option<Arc<Variants>> {
+        let disk = self.disk.clone()?;
+        let owned = key.to_string();
+        let read = tokio::task::spawn_blocking(move || disk.read(&owned))
+            .await
+            .ok()??;
+        let now = Instant::now();
+        let list: Vec<Arc<Entry>> = read
+            .into_iter()
+            .filter(|entry| entry.freshness(now) != Freshness::Expired)
+            .map(Arc::new)
+            .collect();
+        if list.is_empty() {
+            return None;
+        }
+        let variants = Arc::new(Variants::of(list));
+        self.entries.insert(key.to_string(), variants.clone());
+        Some(variants)
     }
 
     /// Stores `entry` under `key`, replacing the same variant; answers what was stored.
@@ -190,14 +237,25 @@ impl TenantCache {
         if list.len() > MAX_VARIANTS {
             list.remove(0);
         }
-        let lifespan = list.iter().map(|e| e.lifespan()).max().unwrap_or_default() + KEEP_EXPIRED;
-        self.entries
-            .insert(key.to_string(), Arc::new(Variants { list, lifespan }));
+        let variants = Variants::of(list);
+        if let Some(disk) = &self.disk {
+            let (disk, key, list) = (disk.clone(), key.to_string(), variants.list.clone());
+            let generation = disk.generation();
+            let write = move || disk.write(&key, &list, generation);
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(write)),
+                Err(_) => write(),
+            }
+        }
+        self.entries.insert(key.to_string(), Arc::new(variants));
         entry
     }
 
     /// Drops `key`; whether it was there.
     pub fn remove(&self, key: &str) -> bool {
+        if let Some(disk) = &self.disk {
+            disk.remove(key);
+        }
         self.entries.remove(key).is_some()
     }
 
@@ -214,6 +272,9 @@ impl TenantCache {
     /// Drops every entry `purge` names (at once for lookups; memory is freed as moka
     /// gets to it).
     pub fn purge(&self, purge: &Purge) {
+        if let Some(disk) = &self.disk {
+            disk.purge(purge);
+        }
         match purge {
             Purge::Everything => self.entries.invalidate_all(),
             _ => {
@@ -233,6 +294,11 @@ impl TenantCache {
     pub fn bytes(&self) -> u64 {
         self.entries.run_pending_tasks();
         self.entries.weighted_size()
+    }
+
+    /// Bytes of the disk tier's files.
+    pub fn disk_bytes(&self) -> u64 {
+        self.disk.as_ref().map_or(0, |disk| disk.bytes())
     }
 
     /// Counts a response by how it used the cache.
@@ -278,6 +344,8 @@ struct TenantLabel {
 pub struct HttpCache {
     /// All tenants' capacities together stay within this.
     node_capacity: u64,
+    /// Where tenants' disk tiers live (`<dir>/<tenant>/`).
+    disk_root: Option<PathBuf>,
     tenants: Mutex<HashMap<String, Arc<TenantCache>>>,
     responses: Family<StatusLabels, Counter>,
     collapsed: Family<TenantLabel, Counter>,
@@ -285,9 +353,11 @@ pub struct HttpCache {
 }
 
 impl HttpCache {
-    pub fn new(node_capacity: u64) -> Arc<HttpCache> {
+    /// Caches within `node_capacity` bytes of memory, with disk tiers under `disk_root`.
+    pub fn new(node_capacity: u64, disk_root: Option<PathBuf>) -> Arc<HttpCache> {
         Arc::new(HttpCache {
             node_capacity,
+            disk_root,
             tenants: Mutex::default(),
             responses: Family::default(),
             collapsed: Family::default(),
@@ -319,7 +389,11 @@ impl HttpCache {
             settings.capacity = (settings.capacity as f64 * scale) as u64;
             let cache = match tenants.remove(name) {
                 Some(existing) if existing.settings == settings => existing,
-                _ => Arc::new(TenantCache::new(settings, self.meters(name))),
+                _ => Arc::new(TenantCache::new(
+                    settings,
+                    self.meters(name),
+                    self.disk_root.as_ref().map(|root| root.join(name)),
+                )),
             };
             next.insert(name.clone(), cache);
         }
@@ -428,6 +502,7 @@ mod tests {
             jitter: 0.0,
             lock_timeout: Duration::from_secs(5),
             cross_version: false,
+            disk: 0,
         }
     }
 
@@ -457,9 +532,9 @@ mod tests {
         )
     }
 
-    #[test]
-    fn variants_are_kept_apart_and_replaced() {
-        let cache = HttpCache::new(1 << 30);
+    #[tokio::test]
+    async fn variants_are_kept_apart_and_replaced() {
+        let cache = HttpCache::new(1 << 30, None);
         cache.configure(&[("t".into(), settings(1 << 20))]);
         let cache = cache.tenant("t").expect("configured");
         cache.store("k", entry("/", 1, Some(("accept-language", "de")), &[]));
@@ -468,16 +543,17 @@ mod tests {
         let asking = |lang: &'static str| {
             let mut headers = HeaderMap::new();
             headers.insert("accept-language", lang.parse().expect("value"));
-            cache.lookup("k", &headers).map(|e| e.body.len())
+            let cache = cache.clone();
+            async move { cache.lookup("k", &headers).await.map(|e| e.body.len()) }
         };
-        assert_eq!(asking("de"), Some(1));
-        assert_eq!(asking("fr"), Some(3));
-        assert_eq!(asking("en"), None);
+        assert_eq!(asking("de").await, Some(1));
+        assert_eq!(asking("fr").await, Some(3));
+        assert_eq!(asking("en").await, None);
     }
 
-    #[test]
-    fn purges_by_tag_prefix_and_url() {
-        let cache = HttpCache::new(1 << 30);
+    #[tokio::test]
+    async fn purges_by_tag_prefix_and_url() {
+        let cache = HttpCache::new(1 << 30, None);
         cache.configure(&[("t".into(), settings(1 << 20))]);
         let cache = cache.tenant("t").expect("configured");
         for (key, path, tags) in [
@@ -489,18 +565,18 @@ mod tests {
         }
         let none = HeaderMap::new();
         cache.purge(&Purge::parse_tags(&["p1".into()]));
-        assert!(cache.lookup("a", &none).is_none());
-        assert!(cache.lookup("b", &none).is_some());
+        assert!(cache.lookup("a", &none).await.is_none());
+        assert!(cache.lookup("b", &none).await.is_some());
         cache.purge(&Purge::parse_prefixes(&["/products/".into()]).expect("prefix"));
-        assert!(cache.lookup("b", &none).is_none());
-        assert!(cache.lookup("c", &none).is_some());
+        assert!(cache.lookup("b", &none).await.is_none());
+        assert!(cache.lookup("c", &none).await.is_some());
         cache.purge(&Purge::parse_urls(&["https://shop.test/about".into()]).expect("url"));
-        assert!(cache.lookup("c", &none).is_none());
+        assert!(cache.lookup("c", &none).await.is_none());
     }
 
     #[test]
     fn the_byte_bound_holds_under_a_flood_of_keys() {
-        let cache = HttpCache::new(1 << 30);
+        let cache = HttpCache::new(1 << 30, None);
         cache.configure(&[("t".into(), settings(256 << 10))]);
         let cache = cache.tenant("t").expect("configured");
         for i in 0..2_000 {
@@ -511,9 +587,9 @@ mod tests {
         assert!(bytes > 128 << 10, "the cache is used: {bytes} bytes");
     }
 
-    #[test]
-    fn tenant_sizes_are_scaled_into_the_node_bound() {
-        let cache = HttpCache::new(1 << 20);
+    #[tokio::test]
+    async fn tenant_sizes_are_scaled_into_the_node_bound() {
+        let cache = HttpCache::new(1 << 20, None);
         cache.configure(&[
             ("a".into(), settings(1 << 20)),
             ("b".into(), settings(1 << 20)),
@@ -527,8 +603,52 @@ mod tests {
             ("b".into(), settings(1 << 20)),
         ]);
         let again = cache.tenant("a").expect("a");
-        assert!(again.lookup("k", &HeaderMap::new()).is_some());
+        assert!(again.lookup("k", &HeaderMap::new()).await.is_some());
         cache.configure(&[("b".into(), settings(1 << 20))]);
         assert!(cache.tenant("a").is_none());
+    }
+
+    #[tokio::test]
+    async fn the_disk_tier_brings_entries_back_and_purges_reach_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut with_disk = settings(1 << 20);
+        with_disk.disk = 1 << 20;
+        let first = HttpCache::new(1 << 30, Some(dir.path().to_path_buf()));
+        first.configure(&[("t".into(), with_disk.clone())]);
+        let cache = first.tenant("t").expect("configured");
+        cache.store(
+            "a",
+            entry("/a", 100, Some(("accept-language", "de")), &["x"]),
+        );
+        cache.store("b", entry("/b", 100, None, &["y"]));
+        // The writes run on the blocking pool: wait until both files are there.
+        for _ in 0..500 {
+            if cache.disk_bytes() > 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop((cache, first));
+        // A new cache on the same directory (a restart) finds them.
+        let second = HttpCache::new(1 << 30, Some(dir.path().to_path_buf()));
+        second.configure(&[("t".into(), with_disk)]);
+        let cache = second.tenant("t").expect("configured");
+        let mut de = HeaderMap::new();
+        de.insert("accept-language", "de".parse().expect("value"));
+        let found = cache.lookup("a", &de).await.expect("from disk");
+        assert_eq!(found.body.len(), 100);
+        assert_eq!(found.freshness(Instant::now()), Freshness::Fresh);
+        assert!(
+            cache.lookup("a", &HeaderMap::new()).await.is_none(),
+            "other variant"
+        );
+        let before = cache.disk_bytes();
+        cache.purge(&Purge::parse_tags(&["y".into()]));
+        assert!(cache.lookup("b", &HeaderMap::new()).await.is_none());
+        let after = cache.disk_bytes();
+        assert!(
+            after > 0 && after < before,
+            "{before} -> {after}: b's file is gone"
+        );
     }
 }

@@ -43,15 +43,20 @@ impl Purge {
 
     /// Whether `entry` goes.
     pub fn covers(&self, entry: &Entry) -> bool {
+        self.covers_fields(&entry.host, &entry.path, &entry.tags)
+    }
+
+    /// Whether an entry for `host` and `path` with `tags` goes.
+    pub fn covers_fields(&self, host: &str, path: &str, tags: &[String]) -> bool {
         match self {
             Purge::Everything => true,
             Purge::Urls(targets) => targets
                 .iter()
-                .any(|t| t.host_matches(&entry.host) && entry.path == t.path),
+                .any(|t| t.host_matches(host) && path == t.path),
             Purge::Prefixes(targets) => targets
                 .iter()
-                .any(|t| t.host_matches(&entry.host) && entry.path.starts_with(&t.path)),
-            Purge::Tags(tags) => entry.tags.iter().any(|tag| tags.contains(tag)),
+                .any(|t| t.host_matches(host) && path.starts_with(&t.path)),
+            Purge::Tags(wanted) => tags.iter().any(|tag| wanted.contains(tag)),
         }
     }
 }

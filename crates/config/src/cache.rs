@@ -30,6 +30,9 @@ pub struct CacheConfig {
     pub max_size: u64,
     /// Responses larger than this pass through uncached.
     pub max_object: u64,
+    /// Bytes of the disk tier under `data_dir/cache/<tenant>/`, which survives restarts;
+    /// 0 (the default) for memory only.
+    pub disk: u64,
     /// Used when a response's `Cache-Control` has no `stale-while-revalidate`.
     pub stale_while_revalidate: Duration,
     /// Used when a response's `Cache-Control` has no `stale-if-error`.
@@ -52,6 +55,7 @@ impl Default for CacheConfig {
             enabled: false,
             max_size: DEFAULT_CACHE_MAX_SIZE,
             max_object: DEFAULT_CACHE_MAX_OBJECT,
+            disk: 0,
             stale_while_revalidate: Duration::ZERO,
             stale_if_error: Duration::ZERO,
             cross_version: false,
@@ -85,6 +89,12 @@ impl Validator<'_> {
         };
         bytes(raw.max_size, "cache.max_size", &mut cache.max_size);
         bytes(raw.max_object, "cache.max_object", &mut cache.max_object);
+        if let Some(value) = raw.disk {
+            match size(value.get_ref()) {
+                Ok(n) => cache.disk = n,
+                Err(message) => errors.push(self.error(&value, "cache.disk", message)),
+            }
+        }
         let mut duration = |value: Option<Spanned<String>>, key, into: &mut Duration| {
             if let Some(value) = value {
                 match parse_duration(value.get_ref()) {

@@ -96,6 +96,7 @@ pub(crate) struct RawCache {
     pub enabled: Option<Spanned<bool>>,
     pub max_size: Option<Spanned<SizeValue>>,
     pub max_object: Option<Spanned<SizeValue>>,
+    pub disk: Option<Spanned<SizeValue>>,
     pub stale_while_revalidate: Option<Spanned<String>>,
     pub stale_if_error: Option<Spanned<String>>,
     pub cross_version: Option<Spanned<bool>>,

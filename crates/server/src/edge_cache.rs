@@ -48,7 +48,7 @@ impl Node {
         }
         let key = self.cache_key(index, cache, host, request.uri());
         let now = Instant::now();
-        let stored = cache.lookup(&key, request.headers());
+        let stored = cache.lookup(&key, request.headers()).await;
         let freshness = stored.as_ref().map(|entry| entry.freshness(now));
         match (&stored, freshness) {
             (Some(entry), Some(Freshness::Fresh)) => {
@@ -78,6 +78,7 @@ impl Node {
                 // and the join: look again before running the guest.
                 if let Some(entry) = cache
                     .lookup(&key, request.headers())
+                    .await
                     .filter(|entry| entry.freshness(Instant::now()) == Freshness::Fresh)
                 {
                     leader.finish(Some(entry.clone()));

@@ -138,7 +138,7 @@ impl Host for CacheCtxView<'_> {
         if request.parts.method != Method::GET {
             return Ok(None);
         }
-        let Some(entry) = cache.lookup(&request.key, &request.parts.headers) else {
+        let Some(entry) = cache.lookup(&request.key, &request.parts.headers).await else {
             return Ok(None);
         };
         if entry.freshness(Instant::now()) != Freshness::Fresh {
@@ -306,7 +306,7 @@ mod tests {
 
     #[tokio::test]
     async fn put_refuses_what_the_cache_api_refuses_and_match_finds_what_it_stored() {
-        let caches = outpost_cache::HttpCache::new(1 << 20);
+        let caches = outpost_cache::HttpCache::new(1 << 20, None);
         caches.configure(&[(
             "shop".into(),
             outpost_cache::Settings {
@@ -316,6 +316,7 @@ mod tests {
                 jitter: 0.0,
                 lock_timeout: std::time::Duration::from_secs(1),
                 cross_version: false,
+                disk: 0,
             },
         )]);
         let ctx = CacheCtx::new("shop", caches.tenant("shop"));

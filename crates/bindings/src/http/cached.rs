@@ -157,7 +157,7 @@ pub(super) async fn send(
     }
     let url = request.uri().to_string();
     let key = format!("fetch {}", options.key.as_deref().unwrap_or(&url));
-    let stored = cache.lookup(&key, request.headers());
+    let stored = cache.lookup(&key, request.headers()).await;
     let freshness = stored.as_ref().map(|e| e.freshness(Instant::now()));
     if let (Some(entry), Some(Freshness::Fresh)) = (&stored, freshness) {
         return Ok(respond(&entry.clone(), "HIT"));
