@@ -186,7 +186,7 @@ impl TenantCache {
     pub async fn lookup(&self, key: &str, headers: &HeaderMap) -> Option<Arc<Entry>> {
         let variants = match self.entries.get(key) {
             Some(variants) => variants,
-            None => self.from_disk(key).await?,
+            None => self.read_disk(key).await?,
         };
         variants
             .list
@@ -196,7 +196,7 @@ impl TenantCache {
     }
 
     /// Brings `key` back from the disk tier into memory.
-    async fn from_disk(&self, key: &str) -> Option<Arc<Variants>> {
+    async fn read_disk(&self, key: &str) -> Option<Arc<Variants>> {
         let disk = self.disk.clone()?;
         let owned = key.to_string();
         let read = tokio::task::spawn_blocking(move || disk.read(&owned))
