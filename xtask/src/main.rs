@@ -6,7 +6,7 @@
 //! - `cargo xtask test`: builds the examples, installs the S3 test server (`s3s-fs`), then
 //!   runs the whole test suite (the host workspace, its doctests, and the guest SDK's
 //!   unit tests)
-//! - `cargo xtask bench [--only hello,stores,router,cold,density,noisy] [--duration S]`: builds everything
+//! - `cargo xtask bench [--only hello,stores,router,cold,density,noisy,edge] [--duration S]`: builds everything
 //!   in release mode and runs the load harness against the peers (docs/benchmarks.md)
 
 use std::path::{Path, PathBuf};

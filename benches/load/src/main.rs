@@ -7,6 +7,7 @@
 //!
 //! `outpost-bench native-hello ADDR` is the floor server itself (started by the harness).
 
+mod edge;
 mod load;
 mod native;
 mod report;
@@ -50,7 +51,7 @@ enum Peer {
 /// The load harness: outpost beside its peers, each server on core 0 and wrk on core 1.
 #[derive(Parser)]
 struct Args {
-    /// Scenarios to run, comma-separated: hello, stores, router, cold, density, noisy.
+    /// Scenarios to run, comma-separated: hello, stores, router, cold, density, noisy, edge.
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Seconds of load per measurement.
@@ -70,6 +71,8 @@ struct Harness {
     wrk_script: PathBuf,
     rows: Vec<Row>,
     notes: Vec<String>,
+    /// Only some scenarios run (`--only`): the docs' tables are left alone.
+    partial: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -92,6 +95,7 @@ fn main() -> anyhow::Result<()> {
         .join("../..")
         .canonicalize()?;
     let mut harness = Harness::new(root, duration)?;
+    harness.partial = args.only.is_some();
     let started = Instant::now();
     if wants("hello") {
         harness.hello()?;
@@ -110,6 +114,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wants("noisy") {
         harness.noisy_neighbour()?;
+    }
+    if wants("edge") {
+        harness.edge()?;
     }
     harness.notes.push(format!(
         "The whole run took {:.0} s.",
@@ -135,6 +142,7 @@ impl Harness {
             workerd: tools.workerd,
             rows: Vec::new(),
             notes: tools.notes,
+            partial: false,
         })
     }
 

@@ -1,4 +1,5 @@
-//! The floor: a plain hyper server answering the hello body, no wasm at all.
+//! The floor: a plain hyper server answering the hello body, no wasm at all. Paths under
+//! `/10k` get 10 KiB instead (the edge scenario's origin for distinct cached keys).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,9 +19,13 @@ pub fn serve(addr: SocketAddr) -> anyhow::Result<()> {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req: Request<Incoming>| async {
-                    let mut response =
-                        Response::new(Full::new(Bytes::from_static(b"hello from outpost")));
+                let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    let body: Bytes = if req.uri().path().starts_with("/10k") {
+                        Bytes::from(vec![b'x'; 10 * 1024])
+                    } else {
+                        Bytes::from_static(b"hello from outpost")
+                    };
+                    let mut response = Response::new(Full::new(body));
                     response.headers_mut().insert(
                         "content-type",
                         "text/plain; charset=utf-8".parse().expect("valid header"),

@@ -19,6 +19,13 @@ impl Harness {
         std::fs::write(self.work.join("results.json"), json)?;
         let markdown = self.markdown();
         println!("\n{markdown}");
+        if self.partial {
+            println!(
+                "results: {} (a partial run: docs/benchmarks.md keeps the last full run)",
+                self.work.join("results.json").display()
+            );
+            return Ok(());
+        }
         let page = self.root.join("docs/benchmarks.md");
         let text = std::fs::read_to_string(&page).unwrap_or_default();
         let (start, end) = ("<!-- results:start -->", "<!-- results:end -->");
@@ -185,6 +192,31 @@ impl Harness {
                     load.p999_ms,
                     load.errors,
                     row.rss_mib
+                );
+            }
+            md.push('\n');
+        }
+        if rows("edge").next().is_some() {
+            let _ = writeln!(
+                md,
+                "### edge: cache hits and a 10 KiB static file beside a guest-served hello (one node), nginx on the same file, {CONNECTIONS} connections, {} s\n",
+                self.duration.as_secs()
+            );
+            let _ = writeln!(
+                md,
+                "| server: request | req/s | p50 ms | p99 ms | p99.9 ms | errors | ÷ hello (guest) |\n|---|---:|---:|---:|---:|---:|---:|"
+            );
+            let hello = rows("edge")
+                .find(|r| r.server.contains("hello"))
+                .and_then(|r| r.load.as_ref())
+                .map(|l| l.rps);
+            for row in rows("edge") {
+                let load = row.load.as_ref().expect("edge rows carry load");
+                let ratio = hello.map_or("-".into(), |h| format!("{:.1}x", load.rps / h));
+                let _ = writeln!(
+                    md,
+                    "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {ratio} |",
+                    row.server, load.rps, load.p50_ms, load.p99_ms, load.p999_ms, load.errors
                 );
             }
             md.push('\n');

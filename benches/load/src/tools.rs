@@ -1,5 +1,5 @@
 //! The peers and the load generator, installed on first use: wasmtime-cli from crates.io,
-//! workerd and miniflare from npm (into `benches/.tools/`), wrk from Debian.
+//! workerd and miniflare from npm (into `benches/.tools/`), wrk and nginx from Debian.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -102,6 +102,24 @@ fn ensure_wrk() -> anyhow::Result<()> {
     println!("installing wrk from Debian's packages");
     run(Command::new("apt-get").arg("update").arg("-qq"))?;
     run(Command::new("apt-get").args(["install", "-y", "-qq", "wrk"]))
+}
+
+/// nginx from Debian (the static-file peer), or `None` with the reason.
+pub(crate) fn ensure_nginx() -> Result<PathBuf, String> {
+    let path = PathBuf::from("/usr/sbin/nginx");
+    if path.exists() {
+        return Ok(path);
+    }
+    println!("installing nginx from Debian's packages");
+    let installed = run(Command::new("apt-get").arg("update").arg("-qq")).and_then(|()| {
+        run(Command::new("apt-get").args(["install", "-y", "-qq", "nginx-light"]))
+            .or_else(|_| run(Command::new("apt-get").args(["install", "-y", "-qq", "nginx"])))
+    });
+    match installed {
+        Ok(()) if path.exists() => Ok(path),
+        Ok(()) => Err("nginx installed, but not at /usr/sbin/nginx".into()),
+        Err(error) => Err(format!("nginx could not be installed: {error}")),
+    }
 }
 
 pub(crate) fn run(command: &mut Command) -> anyhow::Result<()> {
