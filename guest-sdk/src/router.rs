@@ -20,21 +20,106 @@
 //! 405 with `Allow`.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 
 use crate::{Env, Error, Method, Request, Response, Result};
 
-type Handler<'a> =
-    Box<dyn Fn(Request, Env, Params) -> Pin<Box<dyn Future<Output = Result<Response>> + 'a>> + 'a>;
-
 /// Routes requests to handlers; see the module docs.
 ///
 /// A guest builds its router for every request (each request is a fresh instance), so
-/// adding a route only stores its pattern; patterns are matched in place, and only the
+/// building must cost nothing: each route is a type of its own holding its handler, with
+/// no allocation and no dynamic dispatch, and patterns are matched in place; only the
 /// route that answers collects its parameters.
-pub struct Router<'a> {
+pub struct Router<'a, R = End> {
     mount: String,
-    routes: Vec<(Method, &'a str, Handler<'a>)>,
+    routes: R,
+    _patterns: PhantomData<&'a str>,
+}
+
+/// No routes (the end of a router's list).
+pub struct End;
+
+/// One route, and the routes added before it.
+pub struct Route<'a, H, R> {
+    /// Its position in the order routes were added.
+    index: usize,
+    method: Method,
+    pattern: &'a str,
+    handler: H,
+    earlier: R,
+}
+
+/// The answering handler's future, boxed: one allocation of its own size, where nesting
+/// every route's future in the next would build (and move) one as big as all of them.
+type Answer<'a> = Pin<Box<dyn Future<Output = Result<Response>> + 'a>>;
+
+/// A router's routes: how it finds and calls the one that answers. Implemented by
+/// [`End`] and [`Route`]; not for guests to implement.
+#[doc(hidden)]
+pub trait Routes<'a> {
+    /// How many routes.
+    fn count(&self) -> usize;
+    /// The first route (in the order added) whose pattern matches `path` and that
+    /// answers `method`; the methods of matching routes that do not are added to `allowed`.
+    fn find(&self, method: &Method, path: &str, allowed: &mut Vec<String>)
+    -> Option<(usize, &str)>;
+    /// Calls route `index`.
+    fn call(self, index: usize, req: Request, env: Env, params: Params) -> Answer<'a>;
+}
+
+impl<'a> Routes<'a> for End {
+    fn count(&self) -> usize {
+        0
+    }
+
+    fn find(&self, _: &Method, _: &str, _: &mut Vec<String>) -> Option<(usize, &str)> {
+        None
+    }
+
+    fn call(self, _: usize, _: Request, _: Env, _: Params) -> Answer<'a> {
+        Box::pin(async { Err(Error::not_found()) })
+    }
+}
+
+impl<'a, H, F, R> Routes<'a> for Route<'a, H, R>
+where
+    H: FnOnce(Request, Env, Params) -> F,
+    F: Future<Output = Result<Response>> + 'a,
+    R: Routes<'a>,
+{
+    fn count(&self) -> usize {
+        self.index + 1
+    }
+
+    fn find(
+        &self,
+        method: &Method,
+        path: &str,
+        allowed: &mut Vec<String>,
+    ) -> Option<(usize, &str)> {
+        if let Some(found) = self.earlier.find(method, path, allowed) {
+            return Some(found);
+        }
+        if !pattern_matches(self.pattern, path, None) {
+            return None;
+        }
+        if self.method == *method || (self.method == Method::GET && *method == Method::HEAD) {
+            return Some((self.index, self.pattern));
+        }
+        if !allowed.iter().any(|m| m == self.method.as_str()) {
+            allowed.push(self.method.as_str().to_string());
+        }
+        None
+    }
+
+    fn call(self, index: usize, req: Request, env: Env, params: Params) -> Answer<'a> {
+        if index == self.index {
+            Box::pin((self.handler)(req, env, params))
+        } else {
+            self.earlier.call(index, req, env, params)
+        }
+    }
 }
 
 /// The values a pattern's `:name` and `*name` segments matched.
@@ -77,22 +162,24 @@ fn check_pattern(pattern: &str) {
     }
 }
 
-/// Whether `pattern` matches `path`; with `params`, also collects what it matched.
+/// Whether `pattern` matches `path`; with `params`, also collects what it matched. A
+/// `*name` takes the rest of the path as written (after one `/`), so a key like `/x` in
+/// `/files//x` reaches the handler as it was sent.
 fn pattern_matches(
     pattern: &str,
     path: &str,
     mut params: Option<&mut Vec<(String, String)>>,
 ) -> bool {
-    let mut parts = segments(path);
+    let mut rest = path;
     for segment in segments(pattern) {
         if let Some(name) = segment.strip_prefix('*') {
             if let Some(params) = params.as_mut() {
-                let rest: Vec<&str> = parts.by_ref().collect();
-                params.push((name.to_string(), rest.join("/")));
+                let value = rest.strip_prefix('/').unwrap_or(rest);
+                params.push((name.to_string(), value.to_string()));
             }
             return true;
         }
-        let Some(part) = parts.next() else {
+        let Some(part) = next_segment(&mut rest) else {
             return false;
         };
         match segment.strip_prefix(':') {
@@ -105,7 +192,19 @@ fn pattern_matches(
             None => {}
         }
     }
-    parts.next().is_none()
+    next_segment(&mut rest).is_none()
+}
+
+/// The next non-empty segment of `rest`, which moves past it.
+fn next_segment<'p>(rest: &mut &'p str) -> Option<&'p str> {
+    let trimmed = rest.trim_start_matches('/');
+    if trimmed.is_empty() {
+        *rest = trimmed;
+        return None;
+    }
+    let end = trimmed.find('/').unwrap_or(trimmed.len());
+    *rest = &trimmed[end..];
+    Some(&trimmed[..end])
 }
 
 impl Default for Router<'_> {
@@ -119,83 +218,95 @@ impl<'a> Router<'a> {
     pub fn new() -> Router<'a> {
         Router {
             mount: String::new(),
-            routes: Vec::new(),
+            routes: End,
+            _patterns: PhantomData,
         }
     }
+}
 
+impl<'a, R: Routes<'a>> Router<'a, R> {
     /// Patterns are relative to `prefix`: the tenant's path route (say `/sql` from a
     /// `BASE_PATH` var), so the same guest works mounted anywhere.
-    pub fn mount(mut self, prefix: impl Into<String>) -> Router<'a> {
+    pub fn mount(mut self, prefix: impl Into<String>) -> Router<'a, R> {
         self.mount = prefix.into();
         self
     }
 
     /// Adds a route for `method`.
-    pub fn on<F, Fut>(mut self, method: Method, pattern: &'a str, handler: F) -> Router<'a>
+    pub fn on<H, F>(
+        self,
+        method: Method,
+        pattern: &'a str,
+        handler: H,
+    ) -> Router<'a, Route<'a, H, R>>
     where
-        F: Fn(Request, Env, Params) -> Fut + 'a,
-        Fut: Future<Output = Result<Response>> + 'a,
+        H: FnOnce(Request, Env, Params) -> F,
+        F: Future<Output = Result<Response>> + 'a,
     {
-        let handler: Handler<'a> =
-            Box::new(move |req, env, params| Box::pin(handler(req, env, params)));
         check_pattern(pattern);
-        self.routes.push((method, pattern, handler));
-        self
+        Router {
+            mount: self.mount,
+            routes: Route {
+                index: self.routes.count(),
+                method,
+                pattern,
+                handler,
+                earlier: self.routes,
+            },
+            _patterns: PhantomData,
+        }
     }
 
     /// Adds a `GET` route (it answers `HEAD` too).
-    pub fn get<F, Fut>(self, pattern: &'a str, handler: F) -> Router<'a>
+    pub fn get<H, F>(self, pattern: &'a str, handler: H) -> Router<'a, Route<'a, H, R>>
     where
-        F: Fn(Request, Env, Params) -> Fut + 'a,
-        Fut: Future<Output = Result<Response>> + 'a,
+        H: FnOnce(Request, Env, Params) -> F,
+        F: Future<Output = Result<Response>> + 'a,
     {
         self.on(Method::GET, pattern, handler)
     }
 
     /// Adds a `POST` route.
-    pub fn post<F, Fut>(self, pattern: &'a str, handler: F) -> Router<'a>
+    pub fn post<H, F>(self, pattern: &'a str, handler: H) -> Router<'a, Route<'a, H, R>>
     where
-        F: Fn(Request, Env, Params) -> Fut + 'a,
-        Fut: Future<Output = Result<Response>> + 'a,
+        H: FnOnce(Request, Env, Params) -> F,
+        F: Future<Output = Result<Response>> + 'a,
     {
         self.on(Method::POST, pattern, handler)
     }
 
     /// Adds a `PUT` route.
-    pub fn put<F, Fut>(self, pattern: &'a str, handler: F) -> Router<'a>
+    pub fn put<H, F>(self, pattern: &'a str, handler: H) -> Router<'a, Route<'a, H, R>>
     where
-        F: Fn(Request, Env, Params) -> Fut + 'a,
-        Fut: Future<Output = Result<Response>> + 'a,
+        H: FnOnce(Request, Env, Params) -> F,
+        F: Future<Output = Result<Response>> + 'a,
     {
         self.on(Method::PUT, pattern, handler)
     }
 
     /// Adds a `PATCH` route.
-    pub fn patch<F, Fut>(self, pattern: &'a str, handler: F) -> Router<'a>
+    pub fn patch<H, F>(self, pattern: &'a str, handler: H) -> Router<'a, Route<'a, H, R>>
     where
-        F: Fn(Request, Env, Params) -> Fut + 'a,
-        Fut: Future<Output = Result<Response>> + 'a,
+        H: FnOnce(Request, Env, Params) -> F,
+        F: Future<Output = Result<Response>> + 'a,
     {
         self.on(Method::PATCH, pattern, handler)
     }
 
     /// Adds a `DELETE` route.
-    pub fn delete<F, Fut>(self, pattern: &'a str, handler: F) -> Router<'a>
+    pub fn delete<H, F>(self, pattern: &'a str, handler: H) -> Router<'a, Route<'a, H, R>>
     where
-        F: Fn(Request, Env, Params) -> Fut + 'a,
-        Fut: Future<Output = Result<Response>> + 'a,
+        H: FnOnce(Request, Env, Params) -> F,
+        F: Future<Output = Result<Response>> + 'a,
     {
         self.on(Method::DELETE, pattern, handler)
     }
 
     /// Answers `req` with the first route that matches it.
     pub async fn run(self, req: Request, env: Env) -> Result<Response> {
-        let path = req.path_after(&self.mount).to_string();
-        match self.find(req.method(), &path) {
-            Found::Route(index, params) => {
-                let (_, _, handler) = &self.routes[index];
-                handler(req, env, params).await
-            }
+        let found = self.find(req.method(), req.path_after(&self.mount));
+        match found {
+            Found::Route(index, params) => self.routes.call(index, req, env, params).await,
             Found::OtherMethods(allowed) => Ok(Response::text("method not allowed")
                 .with_status(405)
                 .with_header("allow", allowed.join(", "))),
@@ -204,26 +315,15 @@ impl<'a> Router<'a> {
     }
 
     fn find(&self, method: &Method, path: &str) -> Found {
-        let mut allowed: Vec<&str> = Vec::new();
-        for (index, (route_method, pattern, _)) in self.routes.iter().enumerate() {
-            if !pattern_matches(pattern, path, None) {
-                continue;
-            }
-            let answers =
-                route_method == method || (*route_method == Method::GET && *method == Method::HEAD);
-            if answers {
+        let mut allowed = Vec::new();
+        match self.routes.find(method, path, &mut allowed) {
+            Some((index, pattern)) => {
                 let mut params = Vec::new();
                 pattern_matches(pattern, path, Some(&mut params));
-                return Found::Route(index, Params(params));
+                Found::Route(index, Params(params))
             }
-            if !allowed.contains(&route_method.as_str()) {
-                allowed.push(route_method.as_str());
-            }
-        }
-        if allowed.is_empty() {
-            Found::Nothing
-        } else {
-            Found::OtherMethods(allowed.into_iter().map(str::to_string).collect())
+            None if allowed.is_empty() => Found::Nothing,
+            None => Found::OtherMethods(allowed),
         }
     }
 }
@@ -275,6 +375,10 @@ mod tests {
             matched("/files/*key", "/files"),
             Some(vec![("key".into(), String::new())])
         );
+        assert_eq!(
+            matched("/files/*key", "/files//lead"),
+            Some(vec![("key".into(), "/lead".into())])
+        );
     }
 
     #[test]
@@ -283,7 +387,7 @@ mod tests {
         check_pattern("/files/*key/meta");
     }
 
-    fn router() -> Router<'static> {
+    fn router() -> Router<'static, impl Routes<'static>> {
         let ok = |_: Request, _: Env, _: Params| async { Ok(Response::new(200)) };
         Router::new()
             .get("/todos", ok)

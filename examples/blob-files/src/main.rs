@@ -9,92 +9,111 @@
 //! Mounted under a path route, set `vars = { BASE_PATH = "/blob" }`.
 
 use outpost_sdk::stores::blob::{List, ObjectInfo, Put, Range};
-use outpost_sdk::{Env, Error, Request, Response, Result, StoreError};
+use outpost_sdk::{Env, Error, Method, Request, Response, Result, Router, StoreError};
 
 #[outpost_sdk::fetch]
 async fn fetch(req: Request, env: Env) -> Result<Response> {
-    let files = env.blob("FILES")?;
-    let base = env.var("BASE_PATH").unwrap_or_default();
-    let path = req.path_after(&base).to_string();
-    if path == "/files" || path == "/files/" {
-        if req.method().as_str() != "GET" {
-            return Err(Error::new(405, "method not allowed"));
-        }
-        let limit = match req.query_param("limit") {
-            Some(limit) => Some(limit.parse().map_err(|_| Error::bad_request("bad limit"))?),
-            None => None,
-        };
-        let listing = files
-            .list(List {
-                prefix: req.query_param("prefix"),
-                delimiter: req.query_param("delimiter"),
-                cursor: req.query_param("cursor"),
-                limit,
-            })
-            .await?;
-        return Response::json(&listing);
-    }
-    let Some(raw_key) = path.strip_prefix("/files/") else {
-        return Err(Error::not_found());
-    };
-    let key = percent_decode(raw_key)?;
-    match req.method().as_str() {
-        "PUT" => {
-            let mut options = Put::default();
-            if let Some(content_type) = req.header("content-type") {
-                options = options.content_type(content_type);
-            }
-            for (name, value) in req.headers() {
-                if let (Some(meta), Ok(value)) =
-                    (name.as_str().strip_prefix("x-meta-"), value.to_str())
-                {
-                    options = options.metadata(meta, value);
-                }
-            }
-            let info = files.put_stream(&key, req.into_stream(), options).await?;
-            Ok(Response::json(&info)?.with_status(201))
-        }
-        "GET" => {
-            let range = match req.header("range") {
-                Some(header) => Some(
-                    Range::from_header(header)
-                        .ok_or_else(|| Error::new(416, "unsupported range"))?,
-                ),
-                None => None,
-            };
-            let object = match files.get_range(&key, range).await {
-                Ok(found) => found.ok_or_else(Error::not_found)?,
-                // A range the object cannot satisfy: 416 with the object's size, as HTTP
-                // asks.
-                Err(Error::Store(StoreError::RangeNotSatisfiable { size })) => {
-                    return Ok(Response::text(format!(
-                        "the range cannot be satisfied: the object is {size} bytes"
-                    ))
-                    .with_status(416)
-                    .with_header("content-range", format!("bytes */{size}")));
-                }
-                Err(e) => return Err(e),
-            };
-            let status = if range.is_some() { 206 } else { 200 };
-            let content_range = object.content_range();
-            let mut response = headers(Response::new(200), &object.info)
-                .with_header("content-length", object.range_length.to_string());
-            if range.is_some() {
-                response = response.with_header("content-range", content_range);
-            }
-            Ok(response.with_body(object.into_body()).with_status(status))
-        }
-        "HEAD" => {
-            let info = files.head(&key).await?.ok_or_else(Error::not_found)?;
-            Ok(headers(Response::new(200), &info)
-                .with_header("content-length", info.size.to_string()))
-        }
-        "DELETE" => {
-            files.delete(&key).await?;
+    Router::new()
+        .mount(env.var("BASE_PATH").unwrap_or_default())
+        .get("/files", |req, env, _| list(req, env))
+        .put("/files/*key", |req, env, params| async move {
+            put(
+                req,
+                env,
+                percent_decode(params.get("key").unwrap_or_default())?,
+            )
+            .await
+        })
+        .on(Method::HEAD, "/files/*key", |_, env, params| async move {
+            head(env, percent_decode(params.get("key").unwrap_or_default())?).await
+        })
+        .get("/files/*key", |req, env, params| async move {
+            get(
+                req,
+                env,
+                percent_decode(params.get("key").unwrap_or_default())?,
+            )
+            .await
+        })
+        .delete("/files/*key", |_, env, params| async move {
+            let key = percent_decode(params.get("key").unwrap_or_default())?;
+            env.blob("FILES")?.delete(&key).await?;
             Ok(Response::new(204))
-        }
-        _ => Err(Error::new(405, "method not allowed")),
+        })
+        .run(req, env)
+        .await
+}
+
+async fn list(req: Request, env: Env) -> Result<Response> {
+    let limit = match req.query_param("limit") {
+        Some(limit) => Some(limit.parse().map_err(|_| Error::bad_request("bad limit"))?),
+        None => None,
+    };
+    let listing = env
+        .blob("FILES")?
+        .list(List {
+            prefix: req.query_param("prefix"),
+            delimiter: req.query_param("delimiter"),
+            cursor: req.query_param("cursor"),
+            limit,
+        })
+        .await?;
+    Response::json(&listing)
+}
+
+async fn put(req: Request, env: Env, key: String) -> Result<Response> {
+    let mut options = Put::default();
+    if let Some(content_type) = req.header("content-type") {
+        options = options.content_type(content_type);
     }
+    for (name, value) in req.headers() {
+        if let (Some(meta), Ok(value)) = (name.as_str().strip_prefix("x-meta-"), value.to_str()) {
+            options = options.metadata(meta, value);
+        }
+    }
+    let info = env
+        .blob("FILES")?
+        .put_stream(&key, req.into_stream(), options)
+        .await?;
+    Ok(Response::json(&info)?.with_status(201))
+}
+
+async fn get(req: Request, env: Env, key: String) -> Result<Response> {
+    let range = match req.header("range") {
+        Some(header) => {
+            Some(Range::from_header(header).ok_or_else(|| Error::new(416, "unsupported range"))?)
+        }
+        None => None,
+    };
+    let object = match env.blob("FILES")?.get_range(&key, range).await {
+        Ok(found) => found.ok_or_else(Error::not_found)?,
+        // A range the object cannot satisfy: 416 with the object's size, as HTTP asks.
+        Err(Error::Store(StoreError::RangeNotSatisfiable { size })) => {
+            return Ok(Response::text(format!(
+                "the range cannot be satisfied: the object is {size} bytes"
+            ))
+            .with_status(416)
+            .with_header("content-range", format!("bytes */{size}")));
+        }
+        Err(e) => return Err(e),
+    };
+    let status = if range.is_some() { 206 } else { 200 };
+    let content_range = object.content_range();
+    let mut response = headers(Response::new(200), &object.info)
+        .with_header("content-length", object.range_length.to_string());
+    if range.is_some() {
+        response = response.with_header("content-range", content_range);
+    }
+    Ok(response.with_body(object.into_body()).with_status(status))
+}
+
+async fn head(env: Env, key: String) -> Result<Response> {
+    let info = env
+        .blob("FILES")?
+        .head(&key)
+        .await?
+        .ok_or_else(Error::not_found)?;
+    Ok(headers(Response::new(200), &info).with_header("content-length", info.size.to_string()))
 }
 
 fn headers(mut response: Response, info: &ObjectInfo) -> Response {
