@@ -143,10 +143,6 @@ impl Params {
     }
 }
 
-fn segments(path: &str) -> impl Iterator<Item = &str> {
-    path.split('/').filter(|s| !s.is_empty())
-}
-
 /// Panics on a pattern that cannot be right (a programmer error, found at once). One
 /// pass over the bytes: this runs for every route of every request.
 fn check_pattern(pattern: &str) {
@@ -164,47 +160,60 @@ fn check_pattern(pattern: &str) {
 
 /// Whether `pattern` matches `path`; with `params`, also collects what it matched. A
 /// `*name` takes the rest of the path as written (after one `/`), so a key like `/x` in
-/// `/files//x` reaches the handler as it was sent.
+/// `/files//x` reaches the handler as it was sent. One pass over the bytes of both: this
+/// runs for every route a request walks past.
 fn pattern_matches(
     pattern: &str,
     path: &str,
     mut params: Option<&mut Vec<(String, String)>>,
 ) -> bool {
-    let mut rest = path;
-    for segment in segments(pattern) {
-        if let Some(name) = segment.strip_prefix('*') {
+    let (p, q) = (pattern.as_bytes(), path.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    loop {
+        while i < p.len() && p[i] == b'/' {
+            i += 1;
+        }
+        if i == p.len() {
+            while j < q.len() && q[j] == b'/' {
+                j += 1;
+            }
+            return j == q.len();
+        }
+        let segment_end = p[i..]
+            .iter()
+            .position(|&b| b == b'/')
+            .map_or(p.len(), |n| i + n);
+        if p[i] == b'*' {
             if let Some(params) = params.as_mut() {
+                let rest = &path[j..];
                 let value = rest.strip_prefix('/').unwrap_or(rest);
-                params.push((name.to_string(), value.to_string()));
+                params.push((pattern[i + 1..segment_end].to_string(), value.to_string()));
             }
             return true;
         }
-        let Some(part) = next_segment(&mut rest) else {
-            return false;
-        };
-        match segment.strip_prefix(':') {
-            Some(name) => {
-                if let Some(params) = params.as_mut() {
-                    params.push((name.to_string(), part.to_string()));
-                }
-            }
-            None if segment != part => return false,
-            None => {}
+        while j < q.len() && q[j] == b'/' {
+            j += 1;
         }
+        if j == q.len() {
+            return false;
+        }
+        let part_end = q[j..]
+            .iter()
+            .position(|&b| b == b'/')
+            .map_or(q.len(), |n| j + n);
+        if p[i] == b':' {
+            if let Some(params) = params.as_mut() {
+                params.push((
+                    pattern[i + 1..segment_end].to_string(),
+                    path[j..part_end].to_string(),
+                ));
+            }
+        } else if p[i..segment_end] != q[j..part_end] {
+            return false;
+        }
+        i = segment_end;
+        j = part_end;
     }
-    next_segment(&mut rest).is_none()
-}
-
-/// The next non-empty segment of `rest`, which moves past it.
-fn next_segment<'p>(rest: &mut &'p str) -> Option<&'p str> {
-    let trimmed = rest.trim_start_matches('/');
-    if trimmed.is_empty() {
-        *rest = trimmed;
-        return None;
-    }
-    let end = trimmed.find('/').unwrap_or(trimmed.len());
-    *rest = &trimmed[end..];
-    Some(&trimmed[..end])
 }
 
 impl Default for Router<'_> {
