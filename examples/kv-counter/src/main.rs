@@ -30,23 +30,23 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
             })
             .transpose()
     };
-    match (req.method().as_str(), req.path_after(&base)) {
-        ("GET", "/") => {
+    outpost_sdk::route!(req, mount = base, {
+        GET "/" => |_| {
             let count = kv.increment("counter", 1, None).await?;
             Ok(Response::text(count.to_string()))
-        }
-        ("GET", "/ttl") => {
+        },
+        GET "/ttl" => |_| {
             let ttl = number("ttl")?.ok_or_else(|| Error::bad_request("give ?ttl=seconds"))?;
             let value = param("value").unwrap_or_default();
             kv.put_with(&key()?, value, Put::default().ttl(ttl as u64))
                 .await?;
             Ok(Response::text("stored"))
-        }
-        ("GET", "/get") => match kv.get(&key()?).await? {
+        },
+        GET "/get" => |_| match kv.get(&key()?).await? {
             Some(value) => Ok(Response::bytes(value)),
             None => Err(Error::not_found()),
         },
-        ("GET", "/entry") => {
+        GET "/entry" => |_| {
             let entry = kv.get_entry(&key()?).await?.ok_or_else(Error::not_found)?;
             Response::json(&json!({
                 "value": String::from_utf8_lossy(&entry.value),
@@ -54,8 +54,8 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
                 "expiration": entry.expiration,
                 "version": entry.version,
             }))
-        }
-        ("GET", "/list") => {
+        },
+        GET "/list" => |_| {
             let limit = number("limit")?.map(|n| n.clamp(0, u32::MAX.into()) as u32);
             let page = kv
                 .list(List {
@@ -80,8 +80,8 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
                 "list_complete": page.list_complete,
                 "cursor": page.cursor,
             }))
-        }
-        ("PUT", "/put") => {
+        },
+        PUT "/put" => |_| {
             let key = key()?;
             let mut options = Put::default();
             if let Some(ttl) = number("ttl")? {
@@ -93,18 +93,18 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
             let value = req.bytes().await?;
             let version = kv.put_with(&key, value, options).await?;
             Response::json(&json!({ "version": version }))
-        }
-        ("DELETE", "/delete") => {
+        },
+        DELETE "/delete" => |_| {
             kv.delete(&key()?).await?;
             Ok(Response::new(204))
-        }
-        ("POST", "/incr") => {
+        },
+        POST "/incr" => |_| {
             let delta = number("delta")?.unwrap_or(1);
             let ttl = number("ttl")?.map(|t| t as u64);
             let value = kv.increment(&key()?, delta, ttl).await?;
             Ok(Response::text(value.to_string()))
-        }
-        ("POST", "/cas") => {
+        },
+        POST "/cas" => |_| {
             let key = key()?;
             let version = number("version")?.map(|v| v as u64);
             let value = req.bytes().await?;
@@ -117,9 +117,9 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
                     Ok(Response::json(&json!({ "current": current }))?.with_status(409))
                 }
             }
-        }
+        },
         // Opens another binding by name: how a guest learns what it may not open.
-        ("GET", "/open") => {
+        GET "/open" => |_| {
             let name = param("name").unwrap_or_default();
             let opened = match param("kind").as_deref() {
                 Some("sql") => env.sql(&name).map(drop),
@@ -128,7 +128,6 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
             };
             opened.map_err(|e| Error::new(500, e.message().to_string()))?;
             Ok(Response::text("opened"))
-        }
-        _ => Err(Error::not_found()),
-    }
+        },
+    })
 }

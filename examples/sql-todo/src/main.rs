@@ -38,10 +38,8 @@ struct Patch {
 async fn fetch(req: Request, env: Env) -> Result<Response> {
     let db = env.sql("DB")?;
     let base = env.var("BASE_PATH").unwrap_or_default();
-    let path = req.path_after(&base).to_string();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (req.method().as_str(), segments.as_slice()) {
-        ("GET", ["todos"]) => {
+    outpost_sdk::route!(req, mount = base, {
+        GET "/todos" => |_| {
             let rows = query(
                 &db,
                 &format!("SELECT {COLUMNS} FROM todos ORDER BY id"),
@@ -53,8 +51,8 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
                 .map(|row| todo_json(&row))
                 .collect::<Result<_>>()?;
             Response::json(&todos)
-        }
-        ("POST", ["todos"]) => {
+        },
+        POST "/todos" => |_| {
             let new: NewTodo = req.json().await?;
             check_title(&new.title)?;
             let rows = query(
@@ -67,8 +65,8 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
                 .first()
                 .ok_or_else(|| Error::internal("INSERT returned no row"))?;
             Ok(Response::json(&todo_json(&row)?)?.with_status(201))
-        }
-        ("POST", ["todos", "bulk"]) => {
+        },
+        POST "/todos/bulk" => |_| {
             let titles: Vec<Option<String>> = req.json().await?;
             // Unchecked on purpose: the database's constraints decide, and one bad title
             // rolls back the whole batch.
@@ -86,54 +84,48 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
                 .map(|r| r.execution.last_insert_rowid)
                 .collect();
             Ok(Response::json(&json!({ "inserted": ids }))?.with_status(201))
-        }
-        (method, ["todos", id]) => {
-            let id: i64 = id
-                .parse()
-                .map_err(|_| Error::bad_request("the id must be an integer"))?;
-            match method {
-                "GET" => {
-                    let rows = query(
-                        &db,
-                        &format!("SELECT {COLUMNS} FROM todos WHERE id = ?"),
-                        params![id],
-                    )
-                    .await?;
-                    let row = rows.first().ok_or_else(Error::not_found)?;
-                    Response::json(&todo_json(&row)?)
-                }
-                "PATCH" => {
-                    let patch: Patch = req.json().await?;
-                    if let Some(title) = &patch.title {
-                        check_title(title)?;
-                    }
-                    let rows = query(
-                        &db,
-                        &format!(
-                            "UPDATE todos SET title = coalesce(?, title), done = coalesce(?, done)
-                             WHERE id = ? RETURNING {COLUMNS}"
-                        ),
-                        params![patch.title, patch.done, id],
-                    )
-                    .await?;
-                    let row = rows.first().ok_or_else(Error::not_found)?;
-                    Response::json(&todo_json(&row)?)
-                }
-                "DELETE" => {
-                    ensure_table(&db).await?;
-                    let done = db
-                        .execute("DELETE FROM todos WHERE id = ?", params![id])
-                        .await?;
-                    if done.changes == 0 {
-                        return Err(Error::not_found());
-                    }
-                    Ok(Response::new(204))
-                }
-                _ => Err(Error::new(405, "method not allowed")),
+        },
+        GET "/todos/:id" => |params| {
+            let id = params.number("id")?;
+            let rows = query(
+                &db,
+                &format!("SELECT {COLUMNS} FROM todos WHERE id = ?"),
+                params![id],
+            )
+            .await?;
+            let row = rows.first().ok_or_else(Error::not_found)?;
+            Response::json(&todo_json(&row)?)
+        },
+        PATCH "/todos/:id" => |params| {
+            let id = params.number("id")?;
+            let patch: Patch = req.json().await?;
+            if let Some(title) = &patch.title {
+                check_title(title)?;
             }
-        }
-        _ => Err(Error::not_found()),
-    }
+            let rows = query(
+                &db,
+                &format!(
+                    "UPDATE todos SET title = coalesce(?, title), done = coalesce(?, done)
+                     WHERE id = ? RETURNING {COLUMNS}"
+                ),
+                params![patch.title, patch.done, id],
+            )
+            .await?;
+            let row = rows.first().ok_or_else(Error::not_found)?;
+            Response::json(&todo_json(&row)?)
+        },
+        DELETE "/todos/:id" => |params| {
+            let id = params.number("id")?;
+            ensure_table(&db).await?;
+            let done = db
+                .execute("DELETE FROM todos WHERE id = ?", params![id])
+                .await?;
+            if done.changes == 0 {
+                return Err(Error::not_found());
+            }
+            Ok(Response::new(204))
+        },
+    })
 }
 
 fn check_title(title: &str) -> Result<()> {
