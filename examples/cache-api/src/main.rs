@@ -12,34 +12,39 @@
 //! cache = { enabled = true }
 //! ```
 
-use outpost_sdk::{CacheOptions, Env, Error, Method, Request, Response, Result};
+use outpost_sdk::{CacheOptions, Env, Error, Request, Response, Result};
 
 #[outpost_sdk::fetch]
 async fn fetch(req: Request, env: Env) -> Result<Response> {
     let origin = env
         .var("ORIGIN")
         .ok_or_else(|| Error::internal("set the ORIGIN var to the API's base URL"))?;
-    let origin = origin.trim_end_matches('/');
-    if req.path().starts_with("/fetch/") {
-        let ttl = env
-            .var("FETCH_TTL")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(60);
-        let options = CacheOptions::origin().ttl(ttl);
-        return env
-            .fetch(req.forward_to(origin)?.with_cache(&options))
-            .await;
-    }
+    let origin = origin.trim_end_matches('/').to_string();
+    outpost_sdk::route!(req, mount = String::new(), {
+        GET "/fetch/*path" => |_| cached_fetch(req, env, &origin).await,
+        DELETE "/api/*path" => |_| {
+            let removed = env.cache().delete(&req.uri().to_string()).await?;
+            Ok(Response::text(if removed { "removed" } else { "not cached" }))
+        },
+        GET "/api/*path" => |_| cache_api(req, env, &origin).await,
+    })
+}
+
+/// Through the node's cache, for `FETCH_TTL` seconds.
+async fn cached_fetch(req: Request, env: Env, origin: &str) -> Result<Response> {
+    let ttl = env
+        .var("FETCH_TTL")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let options = CacheOptions::origin().ttl(ttl);
+    env.fetch(req.forward_to(origin)?.with_cache(&options))
+        .await
+}
+
+/// The Cache API: look up, else fetch, store and serve.
+async fn cache_api(req: Request, env: Env, origin: &str) -> Result<Response> {
     let cache = env.cache();
     let url = req.uri().to_string();
-    if req.method() == Method::DELETE {
-        let removed = cache.delete(&url).await?;
-        return Ok(Response::text(if removed {
-            "removed"
-        } else {
-            "not cached"
-        }));
-    }
     if let Some(hit) = cache.lookup(&req).await? {
         return Ok(hit.with_header("x-cache-api", "hit"));
     }

@@ -13,11 +13,10 @@ use outpost_sdk::{Env, Request, Response, Result};
 
 #[outpost_sdk::fetch]
 async fn fetch(req: Request, _env: Env) -> Result<Response> {
-    match req.path() {
-        "/api/hello" => Response::json(&serde_json::json!({
+    outpost_sdk::route!(req, mount = String::new(), {
+        GET "/api/hello" => |_| Response::json(&serde_json::json!({
             "message": "hello from the guest behind the static site",
             "country": req.header("x-client-country"),
         })),
-        path => Ok(Response::text(format!("no file or route for {path}")).with_status(404)),
-    }
+    })
 }
