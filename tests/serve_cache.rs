@@ -549,11 +549,16 @@ async fn the_disk_tier_serves_after_a_restart() {
     .await;
     let first = node.get("shop.test", "/persist").await;
     assert_eq!(first.header("x-outpost-cache"), Some("MISS"));
-    // The write to disk runs after the response: wait for the file.
+    // The write to disk runs after the response: wait for the file under its own name
+    // (it is written to a `.tmp` name first, and renamed once whole).
     let files = node.dir.path().join("data/cache/shop");
     let mut written = false;
     for _ in 0..500 {
-        if std::fs::read_dir(&files).is_ok_and(|mut dir| dir.next().is_some()) {
+        let renamed = std::fs::read_dir(&files).is_ok_and(|dir| {
+            dir.filter_map(Result::ok)
+                .any(|entry| !entry.file_name().to_string_lossy().ends_with(".tmp"))
+        });
+        if renamed {
             written = true;
             break;
         }
