@@ -56,7 +56,20 @@ impl Node {
             }
             (Some(entry), Some(Freshness::Revalidate)) => {
                 if let Some(leader) = cache.try_lead(&key) {
-                    self.refresh_in_background(index, cache, &key, &request, peer, leader);
+                    // A refresh may have stored the key and finished since the lookup.
+                    let refreshed = cache
+                        .lookup(&key, request.headers())
+                        .await
+                        .filter(|e| e.freshness(Instant::now()) == Freshness::Fresh);
+                    match refreshed {
+                        Some(fresh) => {
+                            leader.finish(Some(fresh.clone()));
+                            return from_entry(cache, &fresh, &request, Status::Hit);
+                        }
+                        None => {
+                            self.refresh_in_background(index, cache, &key, &request, peer, leader)
+                        }
+                    }
                 }
                 return from_entry(cache, entry, &request, Status::Updating);
             }
