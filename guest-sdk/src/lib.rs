@@ -25,6 +25,7 @@ mod env;
 mod error;
 mod request;
 mod response;
+pub mod route;
 pub mod router;
 pub mod stores;
 
