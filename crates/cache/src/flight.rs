@@ -31,6 +31,9 @@ pub enum Joined {
     Lead(Leader),
     /// Wait for the fetch already running.
     Follow(Follower),
+    /// A fetch stored the key and finished between the caller's lookup and its join:
+    /// serve this (only [`crate::TenantCache::join`] answers it).
+    Stored(std::sync::Arc<crate::Entry>),
 }
 
 /// The one request fetching a key. Dropping it without [`Leader::finish`] (the request
@@ -66,7 +69,7 @@ impl Flights {
     pub fn try_lead(self: &Arc<Self>, key: &str) -> Option<Leader> {
         match self.join(key) {
             Joined::Lead(leader) => Some(leader),
-            Joined::Follow(_) => None,
+            Joined::Follow(_) | Joined::Stored(_) => None,
         }
     }
 

@@ -55,21 +55,12 @@ impl Node {
                 return from_entry(cache, entry, &request, Status::Hit);
             }
             (Some(entry), Some(Freshness::Revalidate)) => {
-                if let Some(leader) = cache.try_lead(&key) {
-                    // A refresh may have stored the key and finished since the lookup.
-                    let refreshed = cache
-                        .lookup(&key, request.headers())
-                        .await
-                        .filter(|e| e.freshness(Instant::now()) == Freshness::Fresh);
-                    match refreshed {
-                        Some(fresh) => {
-                            leader.finish(Some(fresh.clone()));
-                            return from_entry(cache, &fresh, &request, Status::Hit);
-                        }
-                        None => {
-                            self.refresh_in_background(index, cache, &key, &request, peer, leader)
-                        }
+                match cache.try_lead(&key, request.headers()).await {
+                    Some(Ok(leader)) => {
+                        self.refresh_in_background(index, cache, &key, &request, peer, leader)
                     }
+                    Some(Err(fresh)) => return from_entry(cache, &fresh, &request, Status::Hit),
+                    None => {}
                 }
                 return from_entry(cache, entry, &request, Status::Updating);
             }
@@ -85,20 +76,9 @@ impl Node {
         } else {
             Status::Miss
         };
-        let leader = match cache.join(&key) {
-            Joined::Lead(leader) => {
-                // A fetch may have stored the key and finished between the lookup above
-                // and the join: look again before running the guest.
-                if let Some(entry) = cache
-                    .lookup(&key, request.headers())
-                    .await
-                    .filter(|entry| entry.freshness(Instant::now()) == Freshness::Fresh)
-                {
-                    leader.finish(Some(entry.clone()));
-                    return from_entry(cache, &entry, &request, Status::Hit);
-                }
-                Some(leader)
-            }
+        let leader = match cache.join(&key, request.headers()).await {
+            Joined::Lead(leader) => Some(leader),
+            Joined::Stored(entry) => return from_entry(cache, &entry, &request, Status::Hit),
             Joined::Follow(follower) => {
                 cache.count_collapsed();
                 match (

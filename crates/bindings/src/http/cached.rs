@@ -173,19 +173,9 @@ pub(super) async fn send(
     } else {
         "MISS"
     };
-    let leader = match cache.join(&key) {
-        Joined::Lead(leader) => {
-            // A fetch may have stored the key and finished between the lookup and the join.
-            let now_fresh = cache
-                .lookup(&key, request.headers())
-                .await
-                .filter(|e| e.freshness(Instant::now()) == Freshness::Fresh);
-            if let Some(entry) = now_fresh {
-                leader.finish(Some(entry.clone()));
-                return Ok(respond(&entry, "HIT"));
-            }
-            Some(leader)
-        }
+    let leader = match cache.join(&key, request.headers()).await {
+        Joined::Lead(leader) => Some(leader),
+        Joined::Stored(entry) => return Ok(respond(&entry, "HIT")),
         Joined::Follow(follower) => {
             cache.count_collapsed();
             match follower.wait(cache.settings().lock_timeout).await {
