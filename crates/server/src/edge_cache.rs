@@ -15,7 +15,6 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
-use http_body_util::{BodyExt, Full};
 use outpost_cache::body::{Read, chained, read_up_to};
 use outpost_cache::policy::{CACHE_TAG, SURROGATE_CONTROL, judge};
 use outpost_cache::{Entry, Freshness, Joined, Leader, Status, TenantCache, Verdict};
@@ -162,7 +161,7 @@ impl Node {
         tokio::spawn(async move {
             let tenant = node.tenants[index].info().name.clone();
             tracing::debug!(%tenant, request_id = %id, key, "refreshing a stale entry");
-            let request = Request::from_parts(parts.clone(), empty());
+            let request = Request::from_parts(parts.clone(), responses::body(Bytes::new()));
             let response = node.run(index, &id, request, peer).await;
             let status = response.status();
             let (stored, _) = store(&cache, &key, &host, &parts, response).await;
@@ -232,7 +231,7 @@ async fn store(
 
 /// An entry's response, for when the caller has no request at hand.
 fn from_parts_of(entry: &Entry) -> http::Response<WasiBody> {
-    let mut response = http::Response::new(full(entry.body.clone()));
+    let mut response = http::Response::new(responses::body(entry.body.clone()));
     *response.status_mut() = entry.status;
     *response.headers_mut() = entry.headers.clone();
     response
@@ -276,7 +275,7 @@ fn from_entry<B>(
         header::AGE,
         HeaderValue::from(entry.age(Instant::now()).as_secs()),
     );
-    let mut response = http::Response::new(full(body));
+    let mut response = http::Response::new(responses::body(body));
     *response.status_mut() = status_code;
     *response.headers_mut() = headers;
     labelled(cache, response, status)
@@ -300,14 +299,4 @@ fn labelled(
 fn strip_cdn_headers(headers: &mut http::HeaderMap) {
     headers.remove(SURROGATE_CONTROL);
     headers.remove(CACHE_TAG);
-}
-
-fn full(bytes: Bytes) -> WasiBody {
-    Full::new(bytes)
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
-fn empty() -> WasiBody {
-    full(Bytes::new())
 }

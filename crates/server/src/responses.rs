@@ -9,13 +9,16 @@ use outpost_runtime::{Failure, LimitHit, WasiBody};
 /// Seconds a client should wait before retrying a busy tenant or node.
 pub const RETRY_AFTER_SECS: u32 = 1;
 
+/// `bytes` as a response body.
+pub fn body(bytes: impl Into<Bytes>) -> WasiBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
 /// A plain-text response from outpost.
 pub fn text(status: StatusCode, body: impl Into<Bytes>) -> http::Response<WasiBody> {
-    let mut response = http::Response::new(
-        Full::new(body.into())
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
+    let mut response = http::Response::new(self::body(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

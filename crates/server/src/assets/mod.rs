@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use http_body_util::{BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, StreamBody};
 use outpost_cache::conditional;
 use outpost_config::{AssetsConfig, NotFoundHandling, WorkerFirst};
 use outpost_runtime::{BodyError, WasiBody};
@@ -334,15 +334,13 @@ fn body_of(
         None => (0, file.len),
     };
     let body: WasiBody = if method == Method::HEAD {
-        empty()
+        crate::responses::body(Bytes::new())
     } else {
         match &file.content {
             Content::Memory(bytes) => {
                 let end = usize::try_from(start + len).unwrap_or(usize::MAX);
                 let start = usize::try_from(start).unwrap_or(usize::MAX);
-                Full::new(bytes.slice(start.min(bytes.len())..end.min(bytes.len())))
-                    .map_err(|never| match never {})
-                    .boxed_unsync()
+                crate::responses::body(bytes.slice(start.min(bytes.len())..end.min(bytes.len())))
             }
             Content::Disk(path) => from_disk(path.clone(), start, len),
         }
@@ -352,12 +350,6 @@ fn body_of(
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     response
-}
-
-fn empty() -> WasiBody {
-    Full::new(Bytes::new())
-        .map_err(|never| match never {})
-        .boxed_unsync()
 }
 
 /// Streams `len` bytes from `start` of a large file.
