@@ -96,6 +96,16 @@ impl Entry {
         self.vary == other.vary
     }
 
+    /// The headers to serve it with at `now`: its own, with `Age`, and without
+    /// `Transfer-Encoding` (the body is whole: the caller sets `Content-Length` for what
+    /// it sends).
+    pub fn served_headers(&self, now: Instant) -> HeaderMap {
+        let mut headers = self.headers.clone();
+        headers.remove(header::TRANSFER_ENCODING);
+        headers.insert(header::AGE, HeaderValue::from(self.age(now).as_secs()));
+        headers
+    }
+
     /// Seconds since the origin made it, for the `Age` header.
     pub fn age(&self, now: Instant) -> Duration {
         self.initial_age + now.saturating_duration_since(self.stored)

@@ -245,7 +245,7 @@ fn from_entry<B>(
     request: &Request<B>,
     status: Status,
 ) -> http::Response<WasiBody> {
-    let mut headers = entry.headers.clone();
+    let mut headers = entry.served_headers(Instant::now());
     let etag = headers.get(header::ETAG).and_then(|v| v.to_str().ok());
     let not_modified = entry.status == StatusCode::OK
         && etag.is_some_and(|etag| {
@@ -267,14 +267,9 @@ fn from_entry<B>(
     } else {
         (entry.status, entry.body.clone())
     };
-    headers.remove(header::TRANSFER_ENCODING);
     if !not_modified {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
     }
-    headers.insert(
-        header::AGE,
-        HeaderValue::from(entry.age(Instant::now()).as_secs()),
-    );
     let mut response = http::Response::new(responses::body(body));
     *response.status_mut() = status_code;
     *response.headers_mut() = headers;

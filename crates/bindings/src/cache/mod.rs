@@ -224,12 +224,7 @@ fn answer(entry: &Entry, headers: &HeaderMap) -> CachedResponse {
         .get(header::LAST_MODIFIED)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| httpdate::parse_http_date(v).ok());
-    let mut out = entry.headers.clone();
-    out.insert(
-        header::AGE,
-        HeaderValue::from(entry.age(Instant::now()).as_secs()),
-    );
-    out.remove(header::TRANSFER_ENCODING);
+    let mut out = entry.served_headers(Instant::now());
     let respond = |status: StatusCode, mut out: HeaderMap, body: Bytes| {
         out.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         CachedResponse {

@@ -272,15 +272,10 @@ fn respond(entry: &Entry, status: &'static str) -> http::Response<WasiBody> {
             .boxed_unsync(),
     );
     *response.status_mut() = entry.status;
-    *response.headers_mut() = entry.headers.clone();
+    *response.headers_mut() = entry.served_headers(Instant::now());
     response
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
-    response.headers_mut().remove(header::TRANSFER_ENCODING);
-    response.headers_mut().insert(
-        header::AGE,
-        HeaderValue::from(entry.age(Instant::now()).as_secs()),
-    );
     mark(response.headers_mut(), status);
     response
 }
