@@ -224,7 +224,9 @@ async fn fragments_are_fetched_concurrently_cached_and_fall_back() {
     assert_eq!(page.status, 200, "{}", page.body);
     assert_eq!(
         page.header("x-fragments"),
-        Some("a=origin,b=origin,c=origin,d=origin,broken=fallback")
+        Some("a=origin,b=origin,c=origin,d=origin,broken=fallback"),
+        "the node logged:\n{}",
+        node.logs()
     );
     assert!(page.body.contains("cms saw GET /a"), "{}", page.body);
     assert!(
@@ -384,6 +386,13 @@ async fn subrequests_and_their_response_bodies_are_capped() {
         4,
         "the 5th and 6th were refused before leaving"
     );
+    // The guest learns why, not just that its request's stream closed.
+    let logs = node.logs();
+    let told = logs
+        .lines()
+        .filter(|l| l.contains("\"guest\"") && l.contains("at most 4 subrequests"))
+        .count();
+    assert_eq!(told, 2, "the node logged:\n{logs}");
     drop(node);
 
     // "cms saw GET /a" is 14 bytes: over a 10-byte cap, the fragment falls back.

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -12,6 +11,7 @@ use hyper_util::rt::TokioExecutor;
 use outpost_config::Origin;
 use wasmtime_wasi_http::{Error, WasiBody};
 
+use super::drain::{Drain, DrainedOnDrop};
 use super::guard::{GuardedConnector, Refused};
 
 /// One tenant's outbound access: its origins and its connection pool.
@@ -94,7 +94,7 @@ impl OutboundClient {
         }
         let max = self.max_body;
         Ok(response.map(|body| {
-            let body = DrainedOnDrop { body: Some(body) };
+            let body = DrainedOnDrop::new(body, Drain::RESPONSE);
             http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX))
                 .map_err(move |e| match e.downcast::<hyper::Error>() {
                     Ok(hyper) => Error::from(*hyper),
@@ -102,81 +102,6 @@ impl OutboundClient {
                 })
                 .boxed_unsync()
         }))
-    }
-}
-
-/// At most this much of an abandoned response body is read so its connection can go
-/// back to the pool.
-const DRAIN_MAX_BYTES: usize = 64 * 1024;
-/// How long reading an abandoned response body may take.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// A response body that, if the guest drops it before its end (a fragment answered 500,
-/// a HEAD-like use of GET), reads the rest in the background, up to [`DRAIN_MAX_BYTES`].
-///
-/// Without this, hyper notices the abandoned body only when its connection task next
-/// runs; until then the pool can hand the connection to the guest's next request,
-/// which then fails with "connection reset" (seen as a flaky fragment fallback).
-/// Draining ends the message cleanly, so the connection is reused only once it is idle.
-struct DrainedOnDrop {
-    body: Option<hyper::body::Incoming>,
-}
-
-impl http_body::Body for DrainedOnDrop {
-    type Data = bytes::Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
-        let Some(body) = self.body.as_mut() else {
-            return std::task::Poll::Ready(None);
-        };
-        let frame = std::pin::Pin::new(body).poll_frame(cx);
-        if let std::task::Poll::Ready(None) = frame {
-            self.body = None;
-        }
-        frame
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.as_ref().is_none_or(|body| body.is_end_stream())
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.as_ref().map_or_else(
-            || http_body::SizeHint::with_exact(0),
-            |body| body.size_hint(),
-        )
-    }
-}
-
-impl Drop for DrainedOnDrop {
-    fn drop(&mut self) {
-        let Some(mut body) = self.body.take() else {
-            return;
-        };
-        if body.is_end_stream() {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn(async move {
-            let drain = async {
-                let mut read = 0;
-                while read <= DRAIN_MAX_BYTES {
-                    match body.frame().await {
-                        Some(Ok(frame)) => {
-                            read += frame.data_ref().map_or(0, bytes::Bytes::len);
-                        }
-                        _ => return,
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
-        });
     }
 }
 
@@ -192,8 +117,8 @@ fn client_error(error: hyper_util::client::legacy::Error) -> Error {
                 Refused::Connect(_) => Error::ConnectionRefused,
             };
         }
-        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
-            return Error::InternalError(Some(hyper.to_string()));
+        if cause.downcast_ref::<hyper::Error>().is_some() {
+            return Error::InternalError(Some(with_causes(cause)));
         }
         if let Some(tls) = tls_error(cause) {
             tracing::warn!(error = %tls, "TLS handshake with an origin failed");
@@ -213,7 +138,19 @@ fn client_error(error: hyper_util::client::legacy::Error) -> Error {
     if error.is_connect() {
         return Error::ConnectionRefused;
     }
-    Error::InternalError(Some(error.to_string()))
+    Error::InternalError(Some(with_causes(&error)))
+}
+
+/// `error: its cause: its cause's cause`, as hyper's own text stops at the first.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The rustls error in `error`, looking through io::Errors, whose source() skips the

@@ -11,9 +11,13 @@
 
 mod cached;
 mod client;
+mod drain;
 mod guard;
 
 use std::sync::Arc;
+
+use drain::{Drain, DrainedOnDrop};
+use http_body_util::BodyExt;
 
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::{WasiBody, WasiHttpHooks, WasiHttpView};
@@ -77,11 +81,16 @@ impl WasiHttpHooks for OutboundHooks {
         _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
     ) -> SendFuture {
         use wasmtime_wasi_http::Error;
+        // Whatever happens to the request, the guest's writes to its body succeed, so
+        // the guest reads the real answer or reason from the response.
+        let request = request.map(|body| DrainedOnDrop::new(body, Drain::REQUEST).boxed_unsync());
         let Some(client) = self.client.clone() else {
             return Box::new(async { Err(Error::HttpRequestDenied) });
         };
         let max = client.max_subrequests;
+        let url = request.uri().to_string();
         if self.counter.count() >= max {
+            tracing::warn!(%url, "subrequest refused: over limits.subrequests = {max}");
             return Box::new(async move {
                 Err(Error::InternalError(Some(format!(
                     "a request may make at most {max} subrequests (limits.subrequests)"
@@ -90,19 +99,28 @@ impl WasiHttpHooks for OutboundHooks {
         }
         let first_byte = options.and_then(|o| o.first_byte_timeout);
         let cache = self.cache.clone();
-        Box::new(async move {
-            let response = match cache {
-                Some(cache) => cached::send(client, cache, request, first_byte).await?,
-                None => {
-                    client
-                        .send(cached::without_options(request), first_byte)
-                        .await?
-                }
-            };
-            let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
-                Box::new(async { Ok(()) });
-            Ok((response, done))
-        })
+        let span = tracing::Span::current();
+        Box::new(tracing::Instrument::instrument(
+            async move {
+                let sent = match cache {
+                    Some(cache) => cached::send(client, cache, request, first_byte).await,
+                    None => {
+                        client
+                            .send(cached::without_options(request), first_byte)
+                            .await
+                    }
+                };
+                // The guest often sees only that its request body's stream closed, so
+                // the node's log is where the reason is kept.
+                let response = sent.inspect_err(|error| {
+                    tracing::warn!(%url, %error, "subrequest failed");
+                })?;
+                let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
+                    Box::new(async { Ok(()) });
+                Ok((response, done))
+            },
+            span,
+        ))
     }
 }
 
