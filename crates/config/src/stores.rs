@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use toml::Spanned;
 
@@ -24,6 +25,10 @@ pub struct Stores {
     pub blob: BTreeMap<String, BlobStore>,
 }
 
+/// How long a node trusts its cached copy of a global KV value when nothing said it
+/// changed (Workers KV's `cacheTtl` default).
+pub const DEFAULT_GLOBAL_CACHE_TTL: Duration = Duration::from_secs(60);
+
 /// Which backend holds a KV binding.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum KvBackendKind {
@@ -32,13 +37,25 @@ pub enum KvBackendKind {
     Sled,
     /// Process memory, capped per binding and gone at restart: caches and scratch state.
     Memory,
+    /// The fleet's JetStream KV, shared by every node, read through a local cache
+    /// trusted for `cache_ttl` (updated sooner by the hub's watch). Needs `[fleet]`.
+    Global {
+        /// The longest a cached value is served without asking the hub.
+        cache_ttl: Duration,
+    },
 }
 
 impl KvBackendKind {
     /// Every backend, by the name the config uses.
-    pub const ALL: [(&'static str, KvBackendKind); 2] = [
+    pub const ALL: [(&'static str, KvBackendKind); 3] = [
         ("sled", KvBackendKind::Sled),
         ("memory", KvBackendKind::Memory),
+        (
+            "global",
+            KvBackendKind::Global {
+                cache_ttl: DEFAULT_GLOBAL_CACHE_TTL,
+            },
+        ),
     ];
 
     /// The backend a config name means.
@@ -157,8 +174,29 @@ impl crate::Validator<'_> {
         let Some(raw) = raw else {
             return BTreeMap::new();
         };
+        let bindings = self.kv_binding_kinds(&raw, errors);
+        if !self.in_fleet {
+            for (name, kind) in &bindings {
+                if matches!(kind, KvBackendKind::Global { .. }) {
+                    errors.push(self.error(
+                        &raw,
+                        &format!("kv.{name}"),
+                        "a global KV binding lives in the fleet's hub; add a [fleet] section with `nats = [...]`",
+                    ));
+                }
+            }
+        }
+        bindings
+    }
+
+    fn kv_binding_kinds(
+        &self,
+        raw: &Spanned<toml::Value>,
+        errors: &mut Vec<ConfigError>,
+    ) -> BTreeMap<String, KvBackendKind> {
+        let raw = raw.clone();
         let span = raw.span();
-        let shape = "a list of binding names, or a table of binding name = backend (\"sled\" or \"memory\")";
+        let shape = "a list of binding names, or a table of binding name = backend (\"sled\", \"memory\", \"global\" or { backend = \"global\", cache_ttl = \"30s\" })";
         match raw.get_ref() {
             toml::Value::Array(items) => {
                 let mut names = Vec::new();
@@ -184,6 +222,15 @@ impl crate::Validator<'_> {
                     let key = format!("kv.{name}");
                     if !is_binding_name(name) {
                         errors.push(self.error(&raw, &key, not_a_binding_name(name)));
+                        continue;
+                    }
+                    if let toml::Value::Table(options) = backend {
+                        match self.kv_table(options) {
+                            Ok(kind) => {
+                                bindings.insert(name.clone(), kind);
+                            }
+                            Err(message) => errors.push(self.error(&raw, &key, message)),
+                        }
                         continue;
                     }
                     match backend.as_str().and_then(KvBackendKind::from_name) {
@@ -215,6 +262,40 @@ impl crate::Validator<'_> {
                 errors.push(self.error(&raw, "kv", shape));
                 BTreeMap::new()
             }
+        }
+    }
+
+    /// `NAME = { backend = "global", cache_ttl = "30s" }`.
+    fn kv_table(&self, options: &toml::Table) -> Result<KvBackendKind, String> {
+        if let Some(unknown) = options
+            .keys()
+            .find(|k| !["backend", "cache_ttl"].contains(&k.as_str()))
+        {
+            return Err(format!(
+                "unknown key `{unknown}`; a KV binding table may set `backend` and `cache_ttl`"
+            ));
+        }
+        let backend = match options.get("backend") {
+            None => "sled",
+            Some(toml::Value::String(name)) => name.as_str(),
+            Some(other) => return Err(format!("`backend` must be a string, not {other}")),
+        };
+        let kind = KvBackendKind::from_name(backend).ok_or_else(|| {
+            format!("`{backend}` is not a KV backend; use \"sled\", \"memory\" or \"global\"")
+        })?;
+        match (kind, options.get("cache_ttl")) {
+            (KvBackendKind::Global { .. }, Some(toml::Value::String(ttl))) => {
+                let cache_ttl = crate::parse_duration(ttl)?;
+                if cache_ttl > Duration::from_secs(24 * 3600) {
+                    return Err("`cache_ttl` is at most 24h".into());
+                }
+                Ok(KvBackendKind::Global { cache_ttl })
+            }
+            (KvBackendKind::Global { .. }, Some(other)) => Err(format!(
+                "`cache_ttl` is a duration like \"30s\", not {other}"
+            )),
+            (_, Some(_)) => Err("`cache_ttl` applies only to `backend = \"global\"`".into()),
+            (kind, None) => Ok(kind),
         }
     }
 

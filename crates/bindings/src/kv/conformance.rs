@@ -1,14 +1,16 @@
 //! The behaviour every [`KvBackend`](super::KvBackend) must have, as test functions that
-//! each backend's tests run against itself (`kv_store_tests!`), so sled and memory (and
-//! any later backend) are held to the same contract.
+//! each backend's tests run against itself (`kv_store_tests!`), so sled, memory and the
+//! fleet's global KV are held to the same contract. Other crates reach it through the
+//! `conformance` feature.
 
 use super::store::{KvBackend, KvError, Swap, WriteOptions};
 
 /// Generates one `#[tokio::test]` per contract function for the backend `$make` returns
-/// (a closure giving `(guard, backend)`; the guard lives as long as the test).
+/// (a closure giving a future of `(guard, backend)`; the guard lives as long as the test).
+#[macro_export]
 macro_rules! kv_store_tests {
     ($make:expr) => {
-        crate::kv::conformance::kv_store_tests!(@each $make;
+        $crate::kv_store_tests!(@each $make;
             values_round_trip_with_metadata_and_versions,
             bindings_and_tenants_are_separate,
             expired_values_are_invisible,
@@ -24,19 +26,19 @@ macro_rules! kv_store_tests {
         $(
             #[tokio::test]
             async fn $name() {
-                let (_guard, backend) = ($make)();
-                crate::kv::conformance::$name(&backend).await;
+                let (_guard, backend) = ($make)().await;
+                $crate::kv::conformance::$name(&backend).await;
             }
         )*
     };
 }
-pub(crate) use kv_store_tests;
+pub use kv_store_tests;
 
 fn plain() -> WriteOptions {
     WriteOptions::default()
 }
 
-pub(crate) async fn values_round_trip_with_metadata_and_versions(backend: &dyn KvBackend) {
+pub async fn values_round_trip_with_metadata_and_versions(backend: &dyn KvBackend) {
     let store = backend.open("t", "A").expect("open");
     let with_metadata = WriteOptions {
         metadata: Some(b"{\"a\":1}".to_vec()),
@@ -54,7 +56,7 @@ pub(crate) async fn values_round_trip_with_metadata_and_versions(backend: &dyn K
     assert_eq!(store.get(b"absent", 0).await.expect("get"), None);
 }
 
-pub(crate) async fn bindings_and_tenants_are_separate(backend: &dyn KvBackend) {
+pub async fn bindings_and_tenants_are_separate(backend: &dyn KvBackend) {
     let a = backend.open("t", "A").expect("open");
     a.put(b"k", b"v", &plain()).await.expect("put");
     for (tenant, binding) in [("t", "B"), ("u", "A")] {
@@ -69,7 +71,7 @@ pub(crate) async fn bindings_and_tenants_are_separate(backend: &dyn KvBackend) {
     assert!(again.get(b"k", 0).await.expect("get").is_some());
 }
 
-pub(crate) async fn expired_values_are_invisible(backend: &dyn KvBackend) {
+pub async fn expired_values_are_invisible(backend: &dyn KvBackend) {
     let store = backend.open("t", "A").expect("open");
     let at = 10_000;
     let expiring = WriteOptions {
@@ -81,7 +83,7 @@ pub(crate) async fn expired_values_are_invisible(backend: &dyn KvBackend) {
     assert!(store.get(b"gone", at).await.expect("get").is_none());
 }
 
-pub(crate) async fn list_pages_in_key_order(backend: &dyn KvBackend) {
+pub async fn list_pages_in_key_order(backend: &dyn KvBackend) {
     let store = backend.open("t", "A").expect("open");
     // Written out of order: the listing sorts.
     for i in (0..25).rev() {
@@ -113,7 +115,7 @@ pub(crate) async fn list_pages_in_key_order(backend: &dyn KvBackend) {
     assert_eq!(seen, expected);
 }
 
-pub(crate) async fn list_skips_expired_keys_and_stops_at_the_prefix(backend: &dyn KvBackend) {
+pub async fn list_skips_expired_keys_and_stops_at_the_prefix(backend: &dyn KvBackend) {
     let store = backend.open("t", "A").expect("open");
     let expiring = WriteOptions {
         metadata: Some(b"m".to_vec()),
@@ -135,7 +137,7 @@ pub(crate) async fn list_skips_expired_keys_and_stops_at_the_prefix(backend: &dy
     );
 }
 
-pub(crate) async fn increment_counts_and_keeps_the_first_expiry(backend: &dyn KvBackend) {
+pub async fn increment_counts_and_keeps_the_first_expiry(backend: &dyn KvBackend) {
     let store = backend.open("t", "A").expect("open");
     assert_eq!(
         store
@@ -163,7 +165,7 @@ pub(crate) async fn increment_counts_and_keeps_the_first_expiry(backend: &dyn Kv
     );
 }
 
-pub(crate) async fn increment_refuses_text_and_overflow(backend: &dyn KvBackend) {
+pub async fn increment_refuses_text_and_overflow(backend: &dyn KvBackend) {
     let store = backend.open("t", "A").expect("open");
     store.put(b"s", b"text", &plain()).await.expect("put");
     assert!(matches!(
@@ -180,7 +182,7 @@ pub(crate) async fn increment_refuses_text_and_overflow(backend: &dyn KvBackend)
     ));
 }
 
-pub(crate) async fn compare_and_swap_checks_the_version(backend: &dyn KvBackend) {
+pub async fn compare_and_swap_checks_the_version(backend: &dyn KvBackend) {
     let store = backend.open("t", "A").expect("open");
     let Swap::Swapped(v1) = store
         .compare_and_swap(b"k", None, b"a", &plain(), 0)
@@ -214,7 +216,7 @@ pub(crate) async fn compare_and_swap_checks_the_version(backend: &dyn KvBackend)
     assert_eq!(got.value, b"c");
 }
 
-pub(crate) async fn delete_of_an_absent_key_is_fine(backend: &dyn KvBackend) {
+pub async fn delete_of_an_absent_key_is_fine(backend: &dyn KvBackend) {
     let store = backend.open("t", "A").expect("open");
     store.delete(b"never").await.expect("delete absent");
     store.put(b"k", b"v", &plain()).await.expect("put");

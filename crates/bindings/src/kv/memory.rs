@@ -209,7 +209,7 @@ impl KvStore for MemoryStore {
 mod tests {
     use super::*;
 
-    crate::kv::conformance::kv_store_tests!(|| ((), MemoryKv::default()));
+    crate::kv_store_tests!(|| async { ((), MemoryKv::default()) });
 
     #[tokio::test]
     async fn a_write_past_the_cap_fails_and_changes_nothing() {

@@ -5,8 +5,8 @@
 //! the store data hands the view out) and [`add_to_linker`]. The host calls (`host.rs`)
 //! check keys, values and limits; the backends (`sled.rs`, `memory.rs`) only store.
 
-#[cfg(test)]
-pub(crate) mod conformance;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod host;
 mod memory;
 mod sled;
@@ -19,7 +19,11 @@ use wasmtime::component::{HasData, Linker, ResourceTable};
 
 pub use memory::{MAX_MEMORY_STORE_BYTES, MemoryKv};
 pub use sled::SledKv;
-pub use store::{KvBackend, KvError, KvStore, Listed, Stored, Swap, WriteOptions};
+pub(crate) use store::GlobalBinding;
+pub use store::{
+    GlobalKvBackend, KvBackend, KvError, KvStore, Listed, LiveValue, Stored, Swap, WriteOptions,
+    list_start, next_counter, page,
+};
 
 use crate::meters::StoreMeters;
 

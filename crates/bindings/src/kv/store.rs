@@ -119,8 +119,32 @@ pub trait KvBackend: Send + Sync {
     fn open(&self, tenant: &str, binding: &str) -> Result<Arc<dyn KvStore>, KvError>;
 }
 
+/// The fleet's global KV, plugged in by the embedder when the node is one of a fleet:
+/// like [`KvBackend`], but each binding says how long its cached reads may be trusted.
+pub trait GlobalKvBackend: Send + Sync {
+    /// The store of `tenant`'s global binding `binding`.
+    fn open(
+        &self,
+        tenant: &str,
+        binding: &str,
+        cache_ttl: std::time::Duration,
+    ) -> Result<Arc<dyn KvStore>, KvError>;
+}
+
+/// A global binding as a [`KvBackend`]: the global backend with the binding's cache TTL.
+pub(crate) struct GlobalBinding {
+    pub(crate) backend: Arc<dyn GlobalKvBackend>,
+    pub(crate) cache_ttl: std::time::Duration,
+}
+
+impl KvBackend for GlobalBinding {
+    fn open(&self, tenant: &str, binding: &str) -> Result<Arc<dyn KvStore>, KvError> {
+        self.backend.open(tenant, binding, self.cache_ttl)
+    }
+}
+
 /// Where a listing of `prefix` after the key `after` starts, in key order.
-pub(crate) fn list_start(prefix: &[u8], after: Option<&[u8]>) -> Bound<Vec<u8>> {
+pub fn list_start(prefix: &[u8], after: Option<&[u8]>) -> Bound<Vec<u8>> {
     match after {
         Some(after) if after >= prefix => Bound::Excluded(after.to_vec()),
         _ => Bound::Included(prefix.to_vec()),
@@ -129,7 +153,7 @@ pub(crate) fn list_start(prefix: &[u8], after: Option<&[u8]>) -> Bound<Vec<u8>> 
 
 /// The first `limit` of `live` (the live keys of a listing, in order), and whether that
 /// was all of them.
-pub(crate) fn page(
+pub fn page(
     live: impl Iterator<Item = Result<Listed, KvError>>,
     limit: usize,
 ) -> Result<(Vec<Listed>, bool), KvError> {
@@ -146,16 +170,16 @@ pub(crate) fn page(
 }
 
 /// A key's live value as a backend read it, with what was stored beside it.
-pub(crate) struct LiveValue<'a> {
-    pub(crate) value: &'a [u8],
-    pub(crate) metadata: Option<&'a [u8]>,
-    pub(crate) expires_at_ms: Option<u64>,
+pub struct LiveValue<'a> {
+    pub value: &'a [u8],
+    pub metadata: Option<&'a [u8]>,
+    pub expires_at_ms: Option<u64>,
 }
 
 /// What `increment` writes: the sum, and the options to write it with. `live` is the
 /// key's live value and what was stored with it (absent or expired: `None`, counting
 /// from 0 with the new expiry); an existing key keeps its metadata and expiry.
-pub(crate) fn next_counter(
+pub fn next_counter(
     key: &[u8],
     live: Option<LiveValue<'_>>,
     delta: i64,

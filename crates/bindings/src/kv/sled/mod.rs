@@ -416,10 +416,7 @@ mod tests {
         (dir, kv)
     }
 
-    crate::kv::conformance::kv_store_tests!(|| {
-        let (dir, kv) = open();
-        (dir, kv)
-    });
+    crate::kv_store_tests!(|| async { open() });
 
     #[tokio::test]
     async fn expired_values_are_swept_from_disk_and_index() {
