@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 mod cli;
 
@@ -180,6 +180,25 @@ fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
     runtime_threads.block_on(serve_config(config))
 }
 
+/// Connects to the fleet's hub and gives global KV bindings their backend. The hub may be
+/// down: the node serves what it has and joins when the hub is back.
+async fn join_fleet(
+    fleet: &outpost_config::FleetConfig,
+    config: &Config,
+    stores: &NodeStores,
+) -> anyhow::Result<outpost_fleet::Hub> {
+    let hub = outpost_fleet::Hub::connect(fleet, &config.node.id).await?;
+    if !hub.wait_connected(Duration::from_secs(3)).await {
+        tracing::warn!(
+            nats = %fleet.nats.join(", "),
+            "the fleet's hub is unreachable; serving this node's last known state until it is back"
+        );
+    }
+    let global = outpost_fleet::GlobalKv::open(&hub, &config.node.data_dir)?;
+    stores.set_global_kv(Arc::new(outpost_fleet::GlobalBackend(global)));
+    Ok(hub)
+}
+
 async fn serve_config(config: Config) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -202,6 +221,16 @@ async fn serve_config(config: Config) -> anyhow::Result<ExitCode> {
     };
 
     let stores = NodeStores::new(&config.node.data_dir, config.node.cache_memory);
+    let hub = match &config.fleet {
+        Some(fleet) => Some(join_fleet(fleet, &config, &stores).await?),
+        None => None,
+    };
+    if let (Some(admin), Some(hub)) = (&admin, &hub) {
+        let hub = hub.clone();
+        admin.report_degraded(Box::new(move || {
+            (!hub.is_connected()).then(|| "the fleet's hub is unreachable".to_string())
+        }));
+    }
     let runtime = Runtime::new(&config.node, stores.clone())?;
     metrics.register(|registry| runtime.register_metrics(registry));
     let loading = {

@@ -320,3 +320,72 @@ fn outbound_origins_parse() {
         ["https://api.example.com:443", "http://127.0.0.1:9000"]
     );
 }
+
+#[test]
+fn a_fleet_section_is_validated_key_by_key() {
+    let config = Config::parse(
+        "[fleet]\nnats = [\"nats://hub-1:4222\", \"tls://hub-2:4222\"]\nname = \"eu\"\nreplicas = 1\n\n\
+         [[tenant]]\nname = \"shop\"\ncomponent = \"a.wasm\"\nroutes = [\"/\"]\n\
+         kv = { SESSIONS = { backend = \"global\", cache_ttl = \"30s\" }, HITS = \"global\", LOCAL = \"sled\" }\n",
+        Path::new("conf/node.toml"),
+    )
+    .unwrap();
+    let fleet = config.fleet.expect("fleet");
+    assert_eq!(fleet.nats.len(), 2);
+    assert_eq!((fleet.name.as_str(), fleet.replicas), ("eu", 1));
+    let kv = &config.tenants[0].stores.kv;
+    assert_eq!(
+        kv["SESSIONS"],
+        KvBackendKind::Global {
+            cache_ttl: std::time::Duration::from_secs(30)
+        }
+    );
+    assert_eq!(
+        kv["HITS"],
+        KvBackendKind::Global {
+            cache_ttl: crate::DEFAULT_GLOBAL_CACHE_TTL
+        }
+    );
+
+    let errors = check(
+        "[fleet]\nnats = [\"nats://user:pw@hub:4222\", \"http://hub\"]\nname = \"Bad Name\"\nreplicas = 7\ntoken_env = \"1X\"\n",
+    )
+    .errors;
+    let keys: Vec<(usize, Option<&str>)> = errors
+        .iter()
+        .map(|e| (e.location.line, e.key.as_deref()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (2, Some("fleet.nats")),
+            (2, Some("fleet.nats")),
+            (3, Some("fleet.name")),
+            (4, Some("fleet.replicas")),
+            (5, Some("fleet.token_env")),
+        ],
+        "{errors:?}"
+    );
+    assert!(
+        errors[0].message.contains("credentials do not belong"),
+        "{}",
+        errors[0]
+    );
+}
+
+#[test]
+fn a_global_binding_needs_a_fleet_and_a_valid_table() {
+    let error = only_error(
+        "[[tenant]]\nname = \"shop\"\ncomponent = \"a.wasm\"\nroutes = [\"/\"]\nkv = { S = \"global\" }\n",
+    );
+    assert_eq!(error.key.as_deref(), Some("kv.S"));
+    assert!(error.message.contains("[fleet]"), "{error}");
+    let error = only_error(
+        "[fleet]\nnats = [\"nats://hub:4222\"]\n[[tenant]]\nname = \"shop\"\ncomponent = \"a.wasm\"\nroutes = [\"/\"]\nkv = { S = { backend = \"sled\", cache_ttl = \"5s\" } }\n",
+    );
+    assert_eq!(error.key.as_deref(), Some("kv.S"));
+    assert!(
+        error.message.contains("only to `backend = \"global\"`"),
+        "{error}"
+    );
+}

@@ -45,8 +45,8 @@ const EXPIRES_AT: &str = "Outpost-Expires-At";
 const METADATA: &str = "Outpost-Metadata";
 const EXPECTED_LAST: &str = "Nats-Expected-Last-Subject-Sequence";
 
-/// How many times an increment or swap retries after losing a race to another node.
-const MAX_ATTEMPTS: usize = 200;
+/// How long an increment or swap goes on retrying after losing races to other nodes.
+const CONTENDED_FOR: Duration = Duration::from_secs(10);
 /// Stripes of the per-key locks that queue this node's own increments of one key, so
 /// they race other nodes, not each other.
 const LOCK_STRIPES: usize = 64;
@@ -477,7 +477,8 @@ impl KvStore for GlobalStore {
     ) -> Result<i64, KvError> {
         let subject = self.subject(key);
         let _queued = self.kv.lock_for(&subject).lock().await;
-        for _ in 0..MAX_ATTEMPTS {
+        let mut backoff = Backoff::new();
+        while backoff.wait().await {
             let (revision, current) = self.kv.latest(&subject).await?;
             let current = live(current, now_ms);
             let (next, options) = outpost_bindings::kv::next_counter(
@@ -511,7 +512,8 @@ impl KvStore for GlobalStore {
         now_ms: u64,
     ) -> Result<Swap, KvError> {
         let subject = self.subject(key);
-        for _ in 0..MAX_ATTEMPTS {
+        let mut backoff = Backoff::new();
+        while backoff.wait().await {
             let (revision, current) = self.kv.latest(&subject).await?;
             let version = live(current, now_ms).map(|c| c.version);
             if version != expected {
@@ -539,8 +541,39 @@ impl GlobalStore {
 
     fn contended() -> KvError {
         KvError::Unavailable(format!(
-            "the key changed on other nodes {MAX_ATTEMPTS} times while this write was tried; retry"
+            "the key kept changing on other nodes for {CONTENDED_FOR:?} while this write was tried; retry"
         ))
+    }
+}
+
+/// Paces retries after a lost race: at once the first time, then a random pause that
+/// doubles up to 64 ms, so the nodes contending for a key take turns instead of the
+/// fastest winning every round.
+struct Backoff {
+    attempt: u32,
+    started: tokio::time::Instant,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            attempt: 0,
+            started: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Waits before the next attempt; `false` once the time for attempts is over.
+    async fn wait(&mut self) -> bool {
+        if self.attempt > 0 {
+            if self.started.elapsed() >= CONTENDED_FOR {
+                return false;
+            }
+            let ceiling = 1u64 << self.attempt.min(6);
+            let pause = rand::random_range(0..=ceiling * 1000);
+            tokio::time::sleep(Duration::from_micros(pause)).await;
+        }
+        self.attempt += 1;
+        true
     }
 }
 

@@ -28,7 +28,12 @@ pub struct Admin {
     token: Secret,
     control: OnceLock<Arc<Control>>,
     metrics: OnceLock<Arc<Metrics>>,
+    /// Says why the node is degraded (serving, but missing something), if it is.
+    degraded: OnceLock<Degraded>,
 }
+
+/// Why a serving node is degraded right now (`None`: it is not).
+pub type Degraded = Box<dyn Fn() -> Option<String> + Send + Sync>;
 
 impl Admin {
     pub fn new(token: Secret) -> Arc<Admin> {
@@ -36,7 +41,13 @@ impl Admin {
             token,
             control: OnceLock::new(),
             metrics: OnceLock::new(),
+            degraded: OnceLock::new(),
         })
+    }
+
+    /// How `/readyz` learns that the node serves but lacks something (its fleet's hub).
+    pub fn report_degraded(&self, degraded: Degraded) {
+        let _ = self.degraded.set(degraded);
     }
 
     /// Marks the node ready: every tenant is compiled and serving.
@@ -85,9 +96,13 @@ impl Admin {
         match (&method, segments.as_slice()) {
             (&Method::GET, ["healthz"]) => return text(StatusCode::OK, "ok\n"),
             (&Method::GET, ["readyz"]) => {
-                return match self.control.get() {
-                    Some(_) => text(StatusCode::OK, "ready\n"),
-                    None => text(StatusCode::SERVICE_UNAVAILABLE, "loading tenants\n"),
+                // Degraded still answers 200: the node serves its tenants, and a load
+                // balancer should keep sending it traffic.
+                let degraded = self.degraded.get().and_then(|why| why());
+                return match (self.control.get(), degraded) {
+                    (Some(_), Some(why)) => text(StatusCode::OK, format!("degraded: {why}\n")),
+                    (Some(_), None) => text(StatusCode::OK, "ready\n"),
+                    (None, _) => text(StatusCode::SERVICE_UNAVAILABLE, "loading tenants\n"),
                 };
             }
             _ => {}
