@@ -27,6 +27,14 @@ pub fn deploy(admin: &str, tenant: &str, file: &Path) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
+/// `outpost fleet status --admin URL`: the fleet as one node sees it.
+pub fn fleet_status(admin: &str) -> anyhow::Result<ExitCode> {
+    let url = format!("{}/fleet", admin.trim_end_matches('/'));
+    let answer = call(http::Method::GET, &url, Vec::new())?;
+    crate::fleet_cli::print_status(&answer);
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn rollback(admin: &str, tenant: &str) -> anyhow::Result<ExitCode> {
     let url = format!("{}/tenants/{tenant}/rollback", admin.trim_end_matches('/'));
     let answer = call(http::Method::POST, &url, Vec::new())?;

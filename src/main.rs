@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod cli;
+mod fleet_cli;
 
 /// Instantiation allocates and frees many small objects per request; mimalloc's
 /// thread-local free lists are measurably faster at that than glibc's malloc.
@@ -44,6 +45,26 @@ enum LogFormat {
 }
 
 #[derive(Subcommand)]
+enum FleetCommand {
+    /// Every node (what it serves, heartbeat, who lags) and every tenant's versions.
+    Status {
+        /// Ask a node's admin API (bearer token from OUTPOST_ADMIN_TOKEN)...
+        #[arg(long, value_name = "URL", conflicts_with = "config")]
+        admin: Option<String>,
+        /// ...or the hub named in this node config.
+        #[arg(long, value_name = "CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Remove a tenant from the fleet (nodes drop it if the fleet defined it).
+    Remove {
+        #[arg(long, value_name = "CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Load every tenant and serve HTTP until SIGINT or SIGTERM.
     ///
@@ -68,11 +89,19 @@ enum Command {
         /// The node's admin API.
         #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9090")]
         admin: String,
-        /// The tenant to deploy to (it must be in the node's config).
+        /// The tenant to deploy to (it must be in the node's config, or the fleet's).
         #[arg(long)]
         tenant: String,
         /// The component (.wasm).
         file: PathBuf,
+        /// Publish straight to the fleet's hub named in this node config (every node
+        /// serves it), instead of through one node's admin API.
+        #[arg(long, value_name = "CONFIG")]
+        fleet: Option<PathBuf>,
+        /// With --fleet: the tenant's `[[tenant]]` table (TOML, without `component`), so
+        /// the fleet defines the tenant on every node.
+        #[arg(long, value_name = "FILE", requires = "fleet")]
+        define: Option<PathBuf>,
     },
     /// Switch a tenant back to its previous version through a node's admin API. The
     /// bearer token is read from OUTPOST_ADMIN_TOKEN.
@@ -83,6 +112,14 @@ enum Command {
         /// The tenant to roll back.
         #[arg(long)]
         tenant: String,
+        /// Roll back in the fleet whose hub this node config names.
+        #[arg(long, value_name = "CONFIG")]
+        fleet: Option<PathBuf>,
+    },
+    /// The fleet: what every node serves, and tenants defined in it.
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
     },
     /// Purge a tenant's response cache on a node, through its admin API: by URL, path
     /// prefix, Cache-Tag, or everything. The bearer token is read from OUTPOST_ADMIN_TOKEN.
@@ -126,8 +163,30 @@ fn main() -> ExitCode {
             admin,
             tenant,
             file,
-        } => cli::deploy(&admin, &tenant, &file),
-        Command::Rollback { admin, tenant } => cli::rollback(&admin, &tenant),
+            fleet,
+            define,
+        } => match fleet {
+            Some(config) => fleet_cli::deploy(&config, &tenant, &file, define.as_deref()),
+            None => cli::deploy(&admin, &tenant, &file),
+        },
+        Command::Rollback {
+            admin,
+            tenant,
+            fleet,
+        } => match fleet {
+            Some(config) => fleet_cli::rollback(&config, &tenant),
+            None => cli::rollback(&admin, &tenant),
+        },
+        Command::Fleet { command } => match command {
+            FleetCommand::Status {
+                config: Some(config),
+                ..
+            } => fleet_cli::status(&config),
+            FleetCommand::Status { admin, .. } => {
+                cli::fleet_status(admin.as_deref().unwrap_or("http://127.0.0.1:9090"))
+            }
+            FleetCommand::Remove { config, tenant } => fleet_cli::remove(&config, &tenant),
+        },
         Command::Purge {
             admin,
             tenant,
@@ -233,6 +292,11 @@ async fn serve_config(config: Config) -> anyhow::Result<ExitCode> {
     }
     let runtime = Runtime::new(&config.node, stores.clone())?;
     metrics.register(|registry| runtime.register_metrics(registry));
+    // Tenants the fleet defined, kept from the last run: they serve before the hub answers.
+    let (config, refused) = outpost_server::control::with_fleet_tenants(config);
+    for (tenant, why) in refused {
+        tracing::error!(%tenant, "the fleet's tenant does not fit this node's config: {why}");
+    }
     let loading = {
         let (runtime, metrics, config) = (runtime.clone(), metrics.clone(), config.clone());
         tokio::task::spawn_blocking(move || Control::start(runtime, metrics, config))
@@ -261,6 +325,15 @@ async fn serve_config(config: Config) -> anyhow::Result<ExitCode> {
         stores.open_kv_now()?;
     }
     log_startup(&control.tenants(), started);
+    if let Some(hub) = &hub {
+        let link = outpost_server::control::FleetLink {
+            deploys: outpost_fleet::Deploys::new(hub),
+            statuses: outpost_fleet::Statuses::new(hub),
+            node: config.node.id.clone(),
+        };
+        control.join_fleet(link.clone());
+        tokio::spawn(outpost_server::control::follow_fleet(control.clone(), link));
+    }
 
     let front = Front::new(
         control.live(),

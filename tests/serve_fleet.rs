@@ -75,12 +75,15 @@ async fn three_nodes_share_global_kv_through_a_three_server_hub() {
         .filter(|r| r.status != 200)
         .map(|r| format!("{} {}", r.status, r.body))
         .collect();
-    assert!(
-        failed.is_empty(),
-        "{} failed: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
-    );
+    if !failed.is_empty() {
+        let logs = [&a, &b, &c].map(|n| n.logs()).join("\n");
+        let reasons: Vec<&str> = logs.lines().filter(|l| l.contains("kv:")).take(5).collect();
+        panic!(
+            "{} increments failed: {:?}; the nodes logged: {reasons:#?}",
+            failed.len(),
+            &failed[..failed.len().min(5)]
+        );
+    }
     let counts: BTreeSet<i64> = replies
         .iter()
         .map(|r| r.body.trim().parse().expect("a count"))
@@ -246,6 +249,20 @@ async fn with_the_whole_hub_down_nodes_serve_and_global_writes_fail_clearly() {
     assert_eq!(node.get(HOST, "/get?key=new").await.body, "yes");
     let ready = readyz().await;
     assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+
+    // Deploys go through the hub again.
+    let wasm = std::fs::read(support::example("hello")).expect("hello wasm");
+    let deployed = admin_call(
+        admin,
+        Method::PUT,
+        "/tenants/counter/component",
+        Some(TOKEN),
+        wasm,
+    )
+    .await;
+    assert_eq!(deployed.status, 200, "{}", deployed.body);
+    let reply = node.get(HOST, "/").await;
+    assert!(reply.body.contains("hello from outpost"), "{}", reply.body);
 }
 
 const TOKEN: &str = "fleet-test-admin-token";
@@ -262,4 +279,250 @@ async fn eventually_ready<F: std::future::Future<Output = Reply>>(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A fleet node with an admin API: `app` (hello, from its own config) on `app.test`.
+struct FleetNode {
+    node: Node,
+    admin: std::net::SocketAddr,
+    config: std::path::PathBuf,
+    addr: std::net::SocketAddr,
+}
+
+impl FleetNode {
+    async fn start(cluster: &NatsCluster, id: &str, first: usize) -> FleetNode {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (addr, admin) = (support::free_port(), support::free_port());
+        let config = dir.path().join("outpost.toml");
+        let mut urls = cluster.urls();
+        urls.rotate_left(first);
+        let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\nid = {id:?}\ndata_dir = \"data\"\nmax_instances = 50\n\n\
+                 [server]\nlisten = \"{addr}\"\nadmin = {{ listen = \"{admin}\" }}\n\n\
+                 [fleet]\nnats = [{}]\nname = \"e2e\"\nreplicas = {}\n\n{}",
+                urls.join(", "),
+                urls.len().min(3),
+                tenant("app", "hello", &["app.test"], "")
+            ),
+        )
+        .expect("config");
+        let node =
+            Node::start_with_env(dir, &config, addr, &[("OUTPOST_ADMIN_TOKEN", TOKEN)]).await;
+        let fleet_node = FleetNode {
+            node,
+            admin,
+            config,
+            addr,
+        };
+        fleet_node.wait_ready().await;
+        fleet_node
+    }
+
+    async fn wait_ready(&self) {
+        let readyz =
+            || async { admin_call(self.admin, Method::GET, "/readyz", None, Vec::new()).await };
+        let ready = eventually_ready(&readyz).await;
+        assert_eq!(ready.status, 200, "{}", ready.body);
+    }
+
+    /// SIGKILLs the node and starts it again on the same data dir.
+    async fn restart(self) -> FleetNode {
+        let FleetNode {
+            node,
+            admin,
+            config,
+            addr,
+        } = self;
+        let dir = node.stop();
+        let node =
+            Node::start_with_env(dir, &config, addr, &[("OUTPOST_ADMIN_TOKEN", TOKEN)]).await;
+        let restarted = FleetNode {
+            node,
+            admin,
+            config,
+            addr,
+        };
+        restarted.wait_ready().await;
+        restarted
+    }
+
+    async fn deploy(&self, tenant: &str, example: &str) -> Reply {
+        let wasm = std::fs::read(support::example(example)).expect("example wasm");
+        admin_call(
+            self.admin,
+            Method::PUT,
+            &format!("/tenants/{tenant}/component"),
+            Some(TOKEN),
+            wasm,
+        )
+        .await
+    }
+
+    /// Polls `host` `/` until its body satisfies `done` (up to 20 s).
+    async fn serves(&self, host: &str, done: impl Fn(&Reply) -> bool) -> Reply {
+        let started = Instant::now();
+        loop {
+            let reply = self.node.get(host, "/").await;
+            if done(&reply) || started.elapsed() > Duration::from_secs(20) {
+                return reply;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn is_hello(reply: &Reply) -> bool {
+    reply.status == 200 && reply.body.contains("hello from outpost")
+}
+
+fn is_echo(reply: &Reply) -> bool {
+    reply.status == 200 && reply.body.contains("\"method\"")
+}
+
+#[tokio::test]
+async fn a_deploy_through_one_node_is_served_by_every_node_and_so_is_a_rollback() {
+    let cluster = NatsCluster::start(3).await;
+    let a = FleetNode::start(&cluster, "a", 0).await;
+    let b = FleetNode::start(&cluster, "b", 1).await;
+    let c = FleetNode::start(&cluster, "c", 2).await;
+    for node in [&a, &b, &c] {
+        let reply = node.serves("app.test", is_hello).await;
+        assert!(is_hello(&reply), "{}", reply.body);
+    }
+
+    let deployed = a.deploy("app", "echo").await;
+    assert_eq!(deployed.status, 200, "{}", deployed.body);
+    // A answers once it serves the new version itself.
+    assert!(is_echo(&a.node.get("app.test", "/").await));
+    for node in [&b, &c] {
+        let reply = node.serves("app.test", is_echo).await;
+        assert!(is_echo(&reply), "{}\n{}", reply.body, node.node.logs());
+    }
+
+    let rolled = admin_call(
+        b.admin,
+        Method::POST,
+        "/tenants/app/rollback",
+        Some(TOKEN),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(rolled.status, 200, "{}", rolled.body);
+    for node in [&a, &b, &c] {
+        let reply = node.serves("app.test", is_hello).await;
+        assert!(is_hello(&reply), "{}", reply.body);
+    }
+
+    // A tenant defined in the fleet, not in any node's config, appears on all three.
+    let table = a.config.with_file_name("blog.toml");
+    std::fs::write(&table, "name = \"blog\"\nroutes = [\"blog.test\"]\n").expect("table");
+    let echo = support::example("echo");
+    let (code, output) = support::run_outpost_with_env(
+        &[
+            "deploy",
+            "--fleet",
+            a.config.to_str().expect("path"),
+            "--define",
+            table.to_str().expect("path"),
+            "--tenant",
+            "blog",
+            echo.to_str().expect("path"),
+        ],
+        // The node config it reads wants its admin token, as `outpost serve` does.
+        &[("OUTPOST_ADMIN_TOKEN", TOKEN)],
+    );
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("3 of 3 nodes serve it"), "{output}");
+    for node in [&a, &b, &c] {
+        let reply = node.serves("blog.test", is_echo).await;
+        assert!(is_echo(&reply), "{}\n{}", reply.body, node.node.logs());
+    }
+
+    // The fleet's status shows every node serving the same versions.
+    let status = admin_call(c.admin, Method::GET, "/fleet", Some(TOKEN), Vec::new()).await;
+    assert_eq!(status.status, 200, "{}", status.body);
+    let status = status.json();
+    let nodes = status["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 3, "{status}");
+    for node in nodes {
+        assert_eq!(node["lagging"], serde_json::json!([]), "{status}");
+        assert_eq!(node["gone"], false, "{status}");
+    }
+
+    // A garbled manifest is refused: the tenant keeps serving and says why.
+    let hub = outpost_fleet::Hub::connect(
+        &outpost_config::FleetConfig {
+            nats: cluster.urls(),
+            name: "e2e".into(),
+            credentials: None,
+            token_env: None,
+            replicas: 3,
+        },
+        "test",
+    )
+    .await
+    .expect("hub");
+    assert!(hub.wait_connected(Duration::from_secs(10)).await);
+    outpost_fleet::Deploys::new(&hub)
+        .put_raw_manifest("app", b"{\"tenant\": \"app\", \"versions\": 7}".to_vec())
+        .await
+        .expect("raw manifest");
+    let started = Instant::now();
+    let error = loop {
+        let reply = admin_call(
+            b.admin,
+            Method::GET,
+            "/tenants/app",
+            Some(TOKEN),
+            Vec::new(),
+        )
+        .await;
+        let error = reply.json()["last_error"].clone();
+        if !error.is_null() || started.elapsed() > Duration::from_secs(10) {
+            break error;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        error
+            .as_str()
+            .is_some_and(|e| e.contains("not manifest JSON")),
+        "{error}"
+    );
+    assert!(is_hello(&b.node.get("app.test", "/").await));
+}
+
+#[tokio::test]
+async fn a_node_killed_while_the_fleet_deploys_catches_up_when_it_restarts() {
+    let cluster = NatsCluster::start(1).await;
+    let a = FleetNode::start(&cluster, "a", 0).await;
+    let b = FleetNode::start(&cluster, "b", 0).await;
+    let b_config = b.config.clone();
+    let FleetNode {
+        node, admin, addr, ..
+    } = b;
+    let b_dir = node.stop();
+    let deployed = a.deploy("app", "echo").await;
+    assert_eq!(deployed.status, 200, "{}", deployed.body);
+
+    let node =
+        Node::start_with_env(b_dir, &b_config, addr, &[("OUTPOST_ADMIN_TOKEN", TOKEN)]).await;
+    let b = FleetNode {
+        node,
+        admin,
+        config: b_config,
+        addr,
+    };
+    b.wait_ready().await;
+    let reply = b.serves("app.test", is_echo).await;
+    assert!(is_echo(&reply), "{}\n{}", reply.body, b.node.logs());
+
+    // Killed again and restarted with the hub gone: it serves what it last knew.
+    drop(cluster);
+    let b = b.restart().await;
+    let reply = b.node.get("app.test", "/").await;
+    assert!(is_echo(&reply), "{}\n{}", reply.body, b.node.logs());
 }

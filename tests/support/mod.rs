@@ -92,8 +92,14 @@ pub fn free_port() -> SocketAddr {
 
 /// Runs `outpost <args>` to completion; returns (exit code, stderr + stdout).
 pub fn run_outpost(args: &[&str]) -> (i32, String) {
+    run_outpost_with_env(args, &[])
+}
+
+/// Like [`run_outpost`], with extra environment variables.
+pub fn run_outpost_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_outpost"))
         .args(args)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .env_remove("RUST_BACKTRACE")
         .output()

@@ -44,6 +44,7 @@ const OPERATION: &str = "KV-Operation";
 const EXPIRES_AT: &str = "Outpost-Expires-At";
 const METADATA: &str = "Outpost-Metadata";
 const EXPECTED_LAST: &str = "Nats-Expected-Last-Subject-Sequence";
+const MSG_ID: &str = "Nats-Msg-Id";
 
 /// How long an increment or swap goes on retrying after losing races to other nodes.
 const CONTENDED_FOR: Duration = Duration::from_secs(10);
@@ -144,12 +145,26 @@ impl GlobalKv {
     /// what increments and swaps decide on.
     async fn latest(&self, subject: &str) -> Result<(u64, Option<Stored>), KvError> {
         let stream = self.stream().await?;
-        match stream.get_last_raw_message_by_subject(subject).await {
-            Ok(message) => Ok(decode(message.sequence, &message.headers, message.payload)),
-            Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok((0, None)),
-            Err(e) => Err(KvError::Unavailable(format!(
-                "cannot read from the fleet's hub: {e}"
-            ))),
+        let started = tokio::time::Instant::now();
+        loop {
+            match stream.get_last_raw_message_by_subject(subject).await {
+                Ok(message) => {
+                    return Ok(decode(message.sequence, &message.headers, message.payload));
+                }
+                Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
+                    return Ok((0, None));
+                }
+                // A read is safe to repeat while the hub is slow (a leader election).
+                Err(e) if started.elapsed() < CONTENDED_FOR && self.hub.is_connected() => {
+                    tracing::debug!(error = %e, "global KV read failed; reading again");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => {
+                    return Err(KvError::Unavailable(format!(
+                        "cannot read from the fleet's hub: {e}"
+                    )));
+                }
+            }
         }
     }
 
@@ -177,24 +192,49 @@ impl GlobalKv {
                 payload.len()
             )));
         }
-        let sent = self
+        // The write's own id: if its ack is lost, the key's last message tells whether
+        // it landed. It is never sent again: the hub checks a repeat's condition before
+        // its id, so a repeated increment could count twice.
+        let id = format!("{:032x}", rand::random::<u128>());
+        headers.insert(MSG_ID, id.as_str());
+        let outcome = match self
             .hub
             .jetstream
-            .publish_with_headers(subject, headers, payload)
+            .publish_with_headers(subject.clone(), headers, payload)
             .await
-            .map_err(|e| {
-                KvError::Unavailable(format!("the fleet's hub did not take the write: {e}"))
-            })?;
-        match sent.await {
+        {
+            Ok(sent) => sent.await,
+            Err(e) => Err(e),
+        };
+        match outcome {
             Ok(ack) => Ok(Some(ack.sequence)),
             Err(e) if lost_the_race(&e) => Ok(None),
             Err(e) if matches!(e.kind(), PublishErrorKind::MaxPayloadExceeded) => Err(
                 KvError::Invalid(format!("the fleet's hub refused the value: {e}")),
             ),
-            Err(e) => Err(KvError::Unavailable(format!(
-                "the fleet's hub did not acknowledge the write, so it may or may not have been made: {e}"
-            ))),
+            Err(e) => {
+                if let Ok(Some(sequence)) = self.landed(&subject, &id).await {
+                    return Ok(Some(sequence));
+                }
+                Err(KvError::Unavailable(format!(
+                    "the fleet's hub did not acknowledge the write, so it may or may not have been made: {e}"
+                )))
+            }
         }
+    }
+
+    /// The sequence of the key's last message if it is the write with `id`.
+    async fn landed(&self, subject: &str, id: &str) -> Result<Option<u64>, KvError> {
+        let stream = self.stream().await?;
+        let message = stream
+            .get_last_raw_message_by_subject(subject)
+            .await
+            .map_err(|e| KvError::Unavailable(e.to_string()))?;
+        Ok(message
+            .headers
+            .get(MSG_ID)
+            .is_some_and(|found| found.as_str() == id)
+            .then_some(message.sequence))
     }
 
     /// Records what the hub said about `cache_key`, unless the cache knows newer.

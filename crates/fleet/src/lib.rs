@@ -1,17 +1,25 @@
 //! A fleet of outpost nodes on NATS JetStream: every node connects to the fleet's hub
 //! (a NATS cluster, directly or through a leaf node at its PoP) and shares through it
-//! what one node alone cannot: global KV bindings ([`GlobalKv`]), and (next) deploys
-//! and each node's status.
+//! what one node alone cannot: global KV bindings ([`GlobalKv`]), deploys
+//! ([`Deploys`]) and each node's status.
 //!
 //! Everything lives in buckets named after the fleet (`[fleet] name`), so one hub can
-//! carry several fleets: `<name>-kv` for global KV. The hub is the authority; each node
+//! carry several fleets: `<name>-kv` for global KV, `<name>-tenants` and
+//! `<name>-components` for deploys, `<name>-nodes` for status. The hub is the authority; each node
 //! keeps what it needs to go on serving while the hub is away.
 
+mod deploys;
 mod global_kv;
 mod hub;
 mod kv_cache;
+mod status;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use deploys::{
+    DeployError, Deploys, FleetVersion, KEPT_VERSIONS, MAX_COMPONENT_BYTES, MAX_MANIFEST_BYTES,
+    Manifest, ManifestEvent,
+};
 pub use global_kv::{GlobalBackend, GlobalKv};
 pub use hub::{FleetError, Hub};
+pub use status::{GONE_AFTER, HEARTBEAT, NodeStatus, NodeView, Statuses, TenantOnNode, now_ms};

@@ -191,3 +191,42 @@ async fn with_the_hub_down_cached_reads_go_on_and_writes_fail_clearly() {
         Some(b"yes".to_vec())
     );
 }
+
+/// Why global KV never sends an unacknowledged write again: the hub checks a repeated
+/// conditional publish's condition before its `Nats-Msg-Id`, so the repeat of a write
+/// that landed conflicts (an increment retried that way could count twice). A lost ack
+/// is resolved by reading the key's last message instead.
+#[tokio::test]
+async fn a_repeated_conditional_write_conflicts_even_with_the_same_id() {
+    let cluster = NatsCluster::start(1).await;
+    let client = async_nats::connect(cluster.urls()[0].as_str())
+        .await
+        .expect("connect");
+    let jetstream = async_nats::jetstream::new(client);
+    jetstream
+        .create_key_value(async_nats::jetstream::kv::Config {
+            bucket: "dedupe".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("bucket");
+    let publish = |id: &'static str| {
+        let jetstream = jetstream.clone();
+        async move {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id);
+            headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
+            jetstream
+                .publish_with_headers("$KV.dedupe.k", headers, "1".into())
+                .await
+                .expect("send")
+                .await
+        }
+    };
+    publish("write-1").await.expect("first write");
+    let again = publish("write-1").await;
+    assert!(
+        matches!(&again, Err(e) if matches!(e.kind(), async_nats::jetstream::context::PublishErrorKind::WrongLastSequence)),
+        "{again:?}"
+    );
+}

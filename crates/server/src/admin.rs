@@ -136,6 +136,14 @@ impl Admin {
                 }
                 None => text(StatusCode::SERVICE_UNAVAILABLE, "loading tenants\n"),
             },
+            (&Method::GET, ["fleet"]) => match control.fleet_status().await {
+                Some(Ok(status)) => json(StatusCode::OK, &status),
+                Some(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "this node is not one of a fleet (no [fleet] in its config)".into(),
+                ),
+            },
             (&Method::GET, ["tenants"]) => json(
                 StatusCode::OK,
                 &serde_json::json!({
@@ -229,6 +237,7 @@ fn control_error(e: ControlError) -> Response<Full<Bytes>> {
         ControlError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         ControlError::NothingToRollBack(_) | ControlError::NoCache(_) => StatusCode::CONFLICT,
         ControlError::Storage { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        ControlError::Fleet { .. } => StatusCode::SERVICE_UNAVAILABLE,
     };
     error(status, e.to_string())
 }

@@ -17,6 +17,8 @@ pub enum Source {
     Config,
     /// Uploaded through the admin API.
     Api,
+    /// Deployed to the fleet (through any node, or `outpost deploy --fleet`).
+    Fleet,
 }
 
 /// One version of a tenant's component.

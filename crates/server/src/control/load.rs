@@ -53,7 +53,7 @@ pub(super) fn load_current(
             deployed_at: now(),
         });
         // Only tenants that have had API deploys keep their history on disk.
-        if history.versions.iter().any(|v| v.source == Source::Api) {
+        if history.versions.iter().any(|v| v.source != Source::Config) {
             save_history(&dir, &history).map_err(|e| {
                 format!(
                     "tenant `{}`: cannot write {}: {e}",
@@ -86,7 +86,9 @@ pub(super) fn load_version(
     version: &Version,
 ) -> Result<(Tenant, Vec<u8>), String> {
     let path = match version.source {
-        Source::Api => deploys_dir(config, &tenant.name).join(format!("{}.wasm", version.hash)),
+        Source::Api | Source::Fleet => {
+            deploys_dir(config, &tenant.name).join(format!("{}.wasm", version.hash))
+        }
         Source::Config => tenant.component.clone(),
     };
     let wasm = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;

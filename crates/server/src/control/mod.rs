@@ -26,11 +26,13 @@ use crate::metrics::Metrics;
 use crate::tls::SniResolver;
 use crate::{Node, Served};
 
+mod fleet;
 mod history;
 mod load;
 mod reload;
 mod status;
 
+pub use fleet::{FleetLink, follow_fleet, with_fleet_tenants};
 pub use history::{Source, Version};
 pub use status::{ControlGauges, TenantStatus};
 
@@ -52,6 +54,8 @@ pub enum ControlError {
     NoCache(String),
     #[error("tenant `{0}` has no earlier version to roll back to")]
     NothingToRollBack(String),
+    #[error("tenant `{tenant}`: the fleet deploy did not go through: {reason}")]
+    Fleet { tenant: String, reason: String },
     #[error("tenant `{tenant}`: cannot keep the deployed version: {source}")]
     Storage {
         tenant: String,
@@ -91,6 +95,8 @@ pub struct Control {
     state: Mutex<State>,
     /// One change at a time (loads run outside `state`'s lock).
     changing: tokio::sync::Mutex<()>,
+    /// The fleet this node is one of, once it has joined.
+    fleet: std::sync::OnceLock<FleetLink>,
 }
 
 impl Control {
@@ -152,6 +158,7 @@ impl Control {
             tls,
             state: Mutex::new(state),
             changing: tokio::sync::Mutex::new(()),
+            fleet: std::sync::OnceLock::new(),
         })
     }
 
@@ -200,6 +207,19 @@ impl Control {
         name: &str,
         wasm: Vec<u8>,
     ) -> Result<Version, ControlError> {
+        if let Some(link) = self.fleet.get().cloned() {
+            return self.deploy_to_fleet(&link, name, wasm).await;
+        }
+        self.deploy_from(name, wasm, Source::Api).await
+    }
+
+    /// Like [`Control::deploy`], recording where the version came from.
+    pub async fn deploy_from(
+        self: &Arc<Self>,
+        name: &str,
+        wasm: Vec<u8>,
+        source: Source,
+    ) -> Result<Version, ControlError> {
         self.change(
             name,
             move |runtime, name, config, tenant_config, mut history| {
@@ -220,7 +240,7 @@ impl Control {
                 write_durably(&dir.join(format!("{hash}.wasm")), &wasm).map_err(storage)?;
                 let version = Version {
                     hash,
-                    source: Source::Api,
+                    source,
                     deployed_at: now(),
                 };
                 history.push(version.clone());
@@ -232,8 +252,11 @@ impl Control {
         .await
     }
 
-    /// Switches `name` back to its previous version.
+    /// Switches `name` back to its previous version (on a fleet node: the fleet's).
     pub async fn rollback(self: &Arc<Self>, name: &str) -> Result<Version, ControlError> {
+        if let Some(link) = self.fleet.get().cloned() {
+            return self.rollback_in_fleet(&link, name).await;
+        }
         self.change(name, |runtime, name, config, tenant_config, mut history| {
             if history.versions.len() < 2 {
                 return Err(ControlError::NothingToRollBack(name.to_string()));

@@ -18,7 +18,13 @@ impl Control {
         let _one_at_a_time = self.changing.lock().await;
         let path = self.lock().config.path.clone();
         let config = match Config::load(&path) {
-            Ok(config) => config,
+            Ok(config) => {
+                let (config, refused) = super::with_fleet_tenants(config);
+                for (tenant, why) in refused {
+                    tracing::error!(%tenant, "the fleet's tenant no longer fits this node's config: {why}");
+                }
+                config
+            }
             Err(errors) => {
                 let message = format!("the config was not reloaded: {errors}");
                 tracing::error!("{message}");
