@@ -493,6 +493,41 @@ async fn a_deploy_through_one_node_is_served_by_every_node_and_so_is_a_rollback(
         "{error}"
     );
     assert!(is_hello(&b.node.get("app.test", "/").await));
+
+    // So is one naming a component the fleet's store does not have.
+    let missing = format!(
+        "{{\"tenant\": \"app\", \"versions\": [{{\"hash\": \"{}\", \"deployed_at\": 1, \"by\": \"x\", \"size\": 1}}]}}",
+        "f".repeat(64)
+    );
+    outpost_fleet::Deploys::new(&hub)
+        .put_raw_manifest("app", missing.into_bytes())
+        .await
+        .expect("raw manifest");
+    let started = Instant::now();
+    let error = loop {
+        let reply = admin_call(
+            b.admin,
+            Method::GET,
+            "/tenants/app",
+            Some(TOKEN),
+            Vec::new(),
+        )
+        .await;
+        let error = reply.json()["last_error"].clone();
+        if error.as_str().is_some_and(|e| e.contains("object store"))
+            || started.elapsed() > Duration::from_secs(10)
+        {
+            break error;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        error
+            .as_str()
+            .is_some_and(|e| e.contains("is not in the fleet's object store")),
+        "{error}"
+    );
+    assert!(is_hello(&b.node.get("app.test", "/").await));
 }
 
 #[tokio::test]

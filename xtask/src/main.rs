@@ -9,7 +9,7 @@
 //!   unit tests)
 //! - `cargo xtask tools`: installs the test servers only (then single tests run with
 //!   plain `cargo test`)
-//! - `cargo xtask bench [--only hello,stores,router,cold,density,noisy,edge] [--duration S]`: builds everything
+//! - `cargo xtask bench [--only hello,stores,router,cold,density,noisy,edge,fleet] [--duration S]`: builds everything
 //!   in release mode and runs the load harness against the peers (docs/benchmarks.md)
 
 use std::path::{Path, PathBuf};
@@ -66,8 +66,10 @@ fn main() -> anyhow::Result<()> {
                 "outpost-bench",
             ]))?;
             let args: Vec<String> = std::env::args().skip(2).collect();
+            let nats = ensure_nats_server(&root)?;
             run(Command::new(root.join("target/release/outpost-bench"))
                 .args(args)
+                .env("OUTPOST_TEST_NATS", nats)
                 .env_remove("RUST_BACKTRACE"))
         }
         _ => bail!("usage: cargo xtask <build-examples | demo | test | tools | bench>"),

@@ -8,6 +8,7 @@
 //! `outpost-bench native-hello ADDR` is the floor server itself (started by the harness).
 
 mod edge;
+mod fleet;
 mod load;
 mod native;
 mod report;
@@ -51,7 +52,7 @@ enum Peer {
 /// The load harness: outpost beside its peers, each server on core 0 and wrk on core 1.
 #[derive(Parser)]
 struct Args {
-    /// Scenarios to run, comma-separated: hello, stores, router, cold, density, noisy, edge.
+    /// Scenarios to run, comma-separated: hello, stores, router, cold, density, noisy, edge, fleet.
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Seconds of load per measurement.
@@ -117,6 +118,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wants("edge") {
         harness.edge()?;
+    }
+    if wants("fleet") {
+        harness.fleet()?;
     }
     harness.notes.push(format!(
         "The whole run took {:.0} s.",

@@ -148,18 +148,38 @@ pub fn request_status(
     path: &str,
     body: &[u8],
 ) -> anyhow::Result<u16> {
+    request(addr, method, host, path, &[], body).map(|(status, _)| status)
+}
+
+/// One plain HTTP/1.1 request; answers the status code and the body.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
     stream.write_all(body)?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
-    let status = std::str::from_utf8(response.get(9..12).unwrap_or_default())?;
-    Ok(status.parse()?)
+    let status = std::str::from_utf8(response.get(9..12).unwrap_or_default())?.parse()?;
+    let body = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or_else(Vec::new, |at| response[at + 4..].to_vec());
+    Ok((status, body))
 }
 
 /// An unused loopback port.

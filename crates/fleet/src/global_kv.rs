@@ -62,8 +62,8 @@ pub struct GlobalKv {
     cache: sled::Tree,
     /// Keep the database open as long as the tree is used.
     _db: sled::Db,
-    /// The newest revision the watch saw of keys written since it started that were not
-    /// cached then: a read that fetched an older one does not cache it.
+    /// The newest revision the watch saw of each key written since it started: a read
+    /// that fetched an older one does not cache it.
     recent: Mutex<HashMap<Vec<u8>, u64>>,
     watching: AtomicBool,
     locks: Vec<tokio::sync::Mutex<()>>,
@@ -262,27 +262,27 @@ impl GlobalKv {
             });
     }
 
-    /// A write to `cache_key` at `revision` seen by the watch: the cached copy is dropped.
+    /// A write to `cache_key` at `revision` seen by the watch: an older cached copy is
+    /// dropped, and the revision is remembered so that a read which fetched the key
+    /// just before this write does not cache what it fetched.
     fn invalidate(&self, cache_key: &[u8], revision: u64) {
-        let cached = self
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            if recent.len() >= MAX_RECENT {
+                recent.clear();
+            }
+            let seen = recent.entry(cache_key.to_vec()).or_insert(0);
+            *seen = (*seen).max(revision);
+        }
+        let older = self
             .cache
             .get(cache_key)
             .ok()
             .flatten()
-            .and_then(|bytes| Cached::decode(&bytes));
-        match cached {
-            Some(cached) if cached.revision >= revision => {}
-            Some(_) => {
-                let _ = self.cache.remove(cache_key);
-            }
-            None => {
-                let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-                if recent.len() >= MAX_RECENT {
-                    recent.clear();
-                }
-                let seen = recent.entry(cache_key.to_vec()).or_insert(0);
-                *seen = (*seen).max(revision);
-            }
+            .and_then(|bytes| Cached::decode(&bytes))
+            .is_some_and(|cached| cached.revision < revision);
+        if older {
+            let _ = self.cache.remove(cache_key);
         }
     }
 
