@@ -441,6 +441,49 @@ async fn a_deploy_through_one_node_is_served_by_every_node_and_so_is_a_rollback(
         assert!(is_echo(&reply), "{}\n{}", reply.body, node.node.logs());
     }
 
+    // Changed in the fleet (a second route), it changes on all three.
+    std::fs::write(
+        &table,
+        "name = \"blog\"\nroutes = [\"blog.test\", \"news.test\"]\n",
+    )
+    .expect("table");
+    let (code, output) = support::run_outpost_with_env(
+        &[
+            "deploy",
+            "--fleet",
+            a.config.to_str().expect("path"),
+            "--define",
+            table.to_str().expect("path"),
+            "--tenant",
+            "blog",
+            echo.to_str().expect("path"),
+        ],
+        &[("OUTPOST_ADMIN_TOKEN", TOKEN)],
+    );
+    assert_eq!(code, 0, "{output}");
+    for node in [&a, &b, &c] {
+        let reply = node.serves("news.test", is_echo).await;
+        assert!(is_echo(&reply), "{}\n{}", reply.body, node.node.logs());
+    }
+
+    // `outpost fleet status` names every node and the tenants' versions.
+    let (code, output) = support::run_outpost_with_env(
+        &[
+            "fleet",
+            "status",
+            "--config",
+            a.config.to_str().expect("path"),
+        ],
+        &[("OUTPOST_ADMIN_TOKEN", TOKEN)],
+    );
+    assert_eq!(code, 0, "{output}");
+    for name in ["a ", "b ", "c ", "app ", "blog "] {
+        assert!(
+            output.lines().any(|l| l.starts_with(name)),
+            "{name:?} missing:\n{output}"
+        );
+    }
+
     // The fleet's status shows every node serving the same versions.
     let status = admin_call(c.admin, Method::GET, "/fleet", Some(TOKEN), Vec::new()).await;
     assert_eq!(status.status, 200, "{}", status.body);
@@ -450,6 +493,24 @@ async fn a_deploy_through_one_node_is_served_by_every_node_and_so_is_a_rollback(
     for node in nodes {
         assert_eq!(node["lagging"], serde_json::json!([]), "{status}");
         assert_eq!(node["gone"], false, "{status}");
+    }
+
+    // Removed from the fleet, the tenant is gone from all three.
+    let (code, output) = support::run_outpost_with_env(
+        &[
+            "fleet",
+            "remove",
+            "--config",
+            a.config.to_str().expect("path"),
+            "--tenant",
+            "blog",
+        ],
+        &[("OUTPOST_ADMIN_TOKEN", TOKEN)],
+    );
+    assert_eq!(code, 0, "{output}");
+    for node in [&a, &b, &c] {
+        let reply = node.serves("blog.test", |r| r.status == 404).await;
+        assert_eq!(reply.status, 404, "{}\n{}", reply.body, node.node.logs());
     }
 
     // A garbled manifest is refused: the tenant keeps serving and says why.
