@@ -374,6 +374,29 @@ impl FleetNode {
     }
 }
 
+/// `outpost <args>`: (exit code, output). The node config a fleet command reads wants
+/// its admin token, as `outpost serve` does.
+fn outpost_cli(args: &[&str]) -> (i32, String) {
+    support::run_outpost_with_env(args, &[("OUTPOST_ADMIN_TOKEN", TOKEN)])
+}
+
+/// Defines `tenant` in the fleet with `table` and the echo component, through the hub.
+fn define_in_fleet(node: &FleetNode, tenant: &str, table: &str) -> (i32, String) {
+    let path = node.config.with_file_name(format!("{tenant}.toml"));
+    std::fs::write(&path, table).expect("table");
+    let echo = support::example("echo");
+    outpost_cli(&[
+        "deploy",
+        "--fleet",
+        node.config.to_str().expect("path"),
+        "--define",
+        path.to_str().expect("path"),
+        "--tenant",
+        tenant,
+        echo.to_str().expect("path"),
+    ])
+}
+
 fn is_hello(reply: &Reply) -> bool {
     reply.status == 200 && reply.body.contains("hello from outpost")
 }
@@ -417,23 +440,7 @@ async fn a_deploy_through_one_node_is_served_by_every_node_and_so_is_a_rollback(
     }
 
     // A tenant defined in the fleet, not in any node's config, appears on all three.
-    let table = a.config.with_file_name("blog.toml");
-    std::fs::write(&table, "name = \"blog\"\nroutes = [\"blog.test\"]\n").expect("table");
-    let echo = support::example("echo");
-    let (code, output) = support::run_outpost_with_env(
-        &[
-            "deploy",
-            "--fleet",
-            a.config.to_str().expect("path"),
-            "--define",
-            table.to_str().expect("path"),
-            "--tenant",
-            "blog",
-            echo.to_str().expect("path"),
-        ],
-        // The node config it reads wants its admin token, as `outpost serve` does.
-        &[("OUTPOST_ADMIN_TOKEN", TOKEN)],
-    );
+    let (code, output) = define_in_fleet(&a, "blog", "name = \"blog\"\nroutes = [\"blog.test\"]\n");
     assert_eq!(code, 0, "{output}");
     assert!(output.contains("3 of 3 nodes serve it"), "{output}");
     for node in [&a, &b, &c] {
@@ -442,23 +449,10 @@ async fn a_deploy_through_one_node_is_served_by_every_node_and_so_is_a_rollback(
     }
 
     // Changed in the fleet (a second route), it changes on all three.
-    std::fs::write(
-        &table,
+    let (code, output) = define_in_fleet(
+        &a,
+        "blog",
         "name = \"blog\"\nroutes = [\"blog.test\", \"news.test\"]\n",
-    )
-    .expect("table");
-    let (code, output) = support::run_outpost_with_env(
-        &[
-            "deploy",
-            "--fleet",
-            a.config.to_str().expect("path"),
-            "--define",
-            table.to_str().expect("path"),
-            "--tenant",
-            "blog",
-            echo.to_str().expect("path"),
-        ],
-        &[("OUTPOST_ADMIN_TOKEN", TOKEN)],
     );
     assert_eq!(code, 0, "{output}");
     for node in [&a, &b, &c] {
@@ -496,17 +490,14 @@ async fn a_deploy_through_one_node_is_served_by_every_node_and_so_is_a_rollback(
     }
 
     // Removed from the fleet, the tenant is gone from all three.
-    let (code, output) = support::run_outpost_with_env(
-        &[
-            "fleet",
-            "remove",
-            "--config",
-            a.config.to_str().expect("path"),
-            "--tenant",
-            "blog",
-        ],
-        &[("OUTPOST_ADMIN_TOKEN", TOKEN)],
-    );
+    let (code, output) = outpost_cli(&[
+        "fleet",
+        "remove",
+        "--config",
+        a.config.to_str().expect("path"),
+        "--tenant",
+        "blog",
+    ]);
     assert_eq!(code, 0, "{output}");
     for node in [&a, &b, &c] {
         let reply = node.serves("blog.test", |r| r.status == 404).await;

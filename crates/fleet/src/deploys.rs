@@ -129,22 +129,10 @@ impl Deploys {
     }
 
     async fn manifests(&self) -> Result<kv::Store, DeployError> {
-        let bucket = self.hub.bucket("tenants");
-        if let Ok(store) = self.hub.jetstream.get_key_value(&bucket).await {
-            return Ok(store);
-        }
         self.hub
-            .jetstream
-            .create_key_value(kv::Config {
-                bucket,
-                description: "outpost tenant manifests".into(),
-                history: 5,
-                num_replicas: self.hub.config.replicas,
-                storage: async_nats::jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
+            .kv_bucket("tenants", "outpost tenant manifests", 5)
             .await
-            .map_err(Self::unavailable)
+            .map_err(DeployError::Unavailable)
     }
 
     async fn objects(&self) -> Result<object_store::ObjectStore, DeployError> {

@@ -28,7 +28,6 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
-use async_nats::jetstream::{self, kv};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -109,28 +108,11 @@ impl GlobalKv {
     async fn stream(&self) -> Result<&Stream, KvError> {
         self.stream
             .get_or_try_init(|| async {
-                let store = match self.hub.jetstream.get_key_value(&self.bucket).await {
-                    Ok(store) => store,
-                    Err(_) => self
-                        .hub
-                        .jetstream
-                        .create_key_value(kv::Config {
-                            bucket: self.bucket.clone(),
-                            description: "outpost global KV".into(),
-                            history: 1,
-                            num_replicas: self.hub.config.replicas,
-                            storage: jetstream::stream::StorageType::File,
-                            ..Default::default()
-                        })
-                        .await
-                        .map_err(|e| {
-                            KvError::Unavailable(format!(
-                                "the fleet's hub cannot create bucket `{}` with {} replicas: {e}",
-                                self.bucket, self.hub.config.replicas
-                            ))
-                        })?,
-                };
-                Ok(store.stream)
+                self.hub
+                    .kv_bucket("kv", "outpost global KV", 1)
+                    .await
+                    .map(|store| store.stream)
+                    .map_err(KvError::Unavailable)
             })
             .await
     }

@@ -122,6 +122,36 @@ impl Hub {
         true
     }
 
+    /// The fleet's KV bucket `<fleet>-<what>`, created (with the fleet's replicas, on
+    /// disk) if the hub does not have it yet.
+    pub(crate) async fn kv_bucket(
+        &self,
+        what: &str,
+        description: &str,
+        history: i64,
+    ) -> Result<jetstream::kv::Store, String> {
+        let bucket = self.bucket(what);
+        if let Ok(store) = self.jetstream.get_key_value(&bucket).await {
+            return Ok(store);
+        }
+        self.jetstream
+            .create_key_value(jetstream::kv::Config {
+                bucket: bucket.clone(),
+                description: description.into(),
+                history,
+                num_replicas: self.config.replicas,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                format!(
+                    "the fleet's hub cannot create bucket `{bucket}` with {} replicas: {e}",
+                    self.config.replicas
+                )
+            })
+    }
+
     /// The fleet's bucket called `what` (`<fleet>-<what>`).
     pub(crate) fn bucket(&self, what: &str) -> String {
         format!("{}-{what}", self.config.name)

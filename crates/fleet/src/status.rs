@@ -61,22 +61,10 @@ impl Statuses {
     }
 
     async fn bucket(&self) -> Result<kv::Store, DeployError> {
-        let bucket = self.hub.bucket("nodes");
-        if let Ok(store) = self.hub.jetstream.get_key_value(&bucket).await {
-            return Ok(store);
-        }
         self.hub
-            .jetstream
-            .create_key_value(kv::Config {
-                bucket,
-                description: "outpost node status".into(),
-                history: 1,
-                num_replicas: self.hub.config.replicas,
-                storage: async_nats::jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
+            .kv_bucket("nodes", "outpost node status", 1)
             .await
-            .map_err(|e| DeployError::Unavailable(e.to_string()))
+            .map_err(DeployError::Unavailable)
     }
 
     /// Publishes this node's status.
