@@ -613,3 +613,51 @@ async fn a_node_killed_while_the_fleet_deploys_catches_up_when_it_restarts() {
     let reply = b.node.get("app.test", "/").await;
     assert!(is_echo(&reply), "{}\n{}", reply.body, b.node.logs());
 }
+
+#[tokio::test]
+async fn a_hub_that_wants_a_token_gets_it_from_the_environment() {
+    let cluster = NatsCluster::start_with_token(1, Some("fleet-token-0123456789")).await;
+    let with_token = |config: String| {
+        config.replacen(
+            "name = \"e2e\"\n",
+            "name = \"e2e\"\ntoken_env = \"OUTPOST_FLEET_TOKEN\"\n",
+            1,
+        )
+    };
+    let start = |token: &'static str| {
+        let config = with_token(fleet_node_config(&cluster, 0, "1h"));
+        async move {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let (path, addr) = support::write_config(dir.path(), &config);
+            Node::start_with_env(dir, &path, addr, &[("OUTPOST_FLEET_TOKEN", token)]).await
+        }
+    };
+    let right = start("fleet-token-0123456789").await;
+    let put = right.call(Method::PUT, HOST, "/put?key=k", "v").await;
+    assert_eq!(put.status, 200, "{}\n{}", put.body, right.logs());
+
+    // A wrong token: the node serves, but cannot reach the hub's data.
+    let wrong = start("not-the-token").await;
+    let put = wrong.call(Method::PUT, HOST, "/put?key=k", "v").await;
+    assert_eq!(put.status, 503, "{}", put.body);
+    assert!(
+        wrong
+            .wait_for_log(|l| l.contains("the fleet's hub refused this node"))
+            .await,
+        "{}",
+        wrong.logs()
+    );
+
+    // The variable unset: the node refuses to start, naming the key.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (path, _) = support::write_config(
+        dir.path(),
+        &with_token(fleet_node_config(&cluster, 0, "1h")),
+    );
+    let (code, output) = support::run_outpost(&["serve", "--config", path.to_str().expect("path")]);
+    assert_ne!(code, 0, "{output}");
+    assert!(
+        output.contains("[fleet] token_env") && output.contains("OUTPOST_FLEET_TOKEN"),
+        "{output}"
+    );
+}

@@ -66,6 +66,13 @@ impl Hub {
                                 "lost the fleet's hub; serving from this node's copies until it is back"
                             );
                         }
+                        // A wrong token or credentials file shows here, once per attempt.
+                        async_nats::Event::ClientError(error) => {
+                            tracing::warn!(%error, "the fleet's hub refused this node");
+                        }
+                        async_nats::Event::ServerError(error) => {
+                            tracing::warn!(%error, "the fleet's hub reported an error");
+                        }
                         other => tracing::debug!(event = %other, "fleet hub event"),
                     }
                 }

@@ -42,12 +42,20 @@ struct Server {
 pub struct NatsCluster {
     dir: tempfile::TempDir,
     servers: Vec<Server>,
+    /// The token clients must present, if the servers want one.
+    token: Option<String>,
 }
 
 impl NatsCluster {
     /// Starts `size` servers (1: no clustering) with `sync_interval: always`, and waits
     /// until JetStream answers on each.
     pub async fn start(size: usize) -> NatsCluster {
+        NatsCluster::start_with_token(size, None).await
+    }
+
+    /// Like [`NatsCluster::start`], with servers that accept only clients presenting
+    /// `token`.
+    pub async fn start_with_token(size: usize, token: Option<&str>) -> NatsCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let cluster_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let mut servers = Vec::new();
@@ -58,6 +66,9 @@ impl NatsCluster {
                 "server_name: n{i}\nlisten: 127.0.0.1:{client_port}\nmax_payload: 8MB\n\
                  jetstream {{ store_dir: {store:?}, sync_interval: always }}\n"
             );
+            if let Some(token) = token {
+                config.push_str(&format!("authorization {{ token: {token:?} }}\n"));
+            }
             if size > 1 {
                 let routes: Vec<String> = cluster_ports
                     .iter()
@@ -80,7 +91,11 @@ impl NatsCluster {
                 child: None,
             });
         }
-        let mut cluster = NatsCluster { dir, servers };
+        let mut cluster = NatsCluster {
+            dir,
+            servers,
+            token: token.map(str::to_string),
+        };
         for i in 0..size {
             cluster.spawn(i);
         }
@@ -168,11 +183,12 @@ impl NatsCluster {
             let url = format!("nats://127.0.0.1:{}", server.client_port);
             loop {
                 let ready = async {
-                    let client = async_nats::ConnectOptions::new()
-                        .connection_timeout(Duration::from_millis(500))
-                        .connect(&url)
-                        .await
-                        .ok()?;
+                    let mut options = async_nats::ConnectOptions::new()
+                        .connection_timeout(Duration::from_millis(500));
+                    if let Some(token) = &self.token {
+                        options = options.token(token.clone());
+                    }
+                    let client = options.connect(&url).await.ok()?;
                     let jetstream = async_nats::jetstream::new(client);
                     jetstream.query_account().await.ok()
                 };
