@@ -50,8 +50,10 @@ const CONTENDED_FOR: Duration = Duration::from_secs(10);
 /// Stripes of the per-key locks that queue this node's own increments of one key, so
 /// they race other nodes, not each other.
 const LOCK_STRIPES: usize = 64;
-/// The watch's record of recent writes to uncached keys is cleared past this size.
-const MAX_RECENT: usize = 100_000;
+/// The watch's record of recent writes is pruned past this many keys, to those seen
+/// within [`RECENT_FOR`] (a read racing a write takes milliseconds, not that long).
+const MAX_RECENT: usize = 10_000;
+const RECENT_FOR: Duration = Duration::from_secs(30);
 
 /// The fleet's global KV on this node: the hub's bucket, the local cache, the watch.
 pub struct GlobalKv {
@@ -63,7 +65,7 @@ pub struct GlobalKv {
     _db: sled::Db,
     /// The newest revision the watch saw of each key written since it started: a read
     /// that fetched an older one does not cache it.
-    recent: Mutex<HashMap<Vec<u8>, u64>>,
+    recent: Mutex<HashMap<Vec<u8>, (u64, std::time::Instant)>>,
     watching: AtomicBool,
     locks: Vec<tokio::sync::Mutex<()>>,
 }
@@ -175,33 +177,48 @@ impl GlobalKv {
             )));
         }
         // The write's own id: if its ack is lost, the key's last message tells whether
-        // it landed. It is never sent again: the hub checks a repeat's condition before
-        // its id, so a repeated increment could count twice.
+        // it landed. A write that may have been stored is never sent again: the hub
+        // checks a repeat's condition before its id, so a repeated increment could count
+        // twice. Only one the hub refused outright is.
         let id = format!("{:032x}", rand::random::<u128>());
         headers.insert(MSG_ID, id.as_str());
-        let outcome = match self
-            .hub
-            .jetstream
-            .publish_with_headers(subject.clone(), headers, payload)
-            .await
-        {
-            Ok(sent) => sent.await,
-            Err(e) => Err(e),
-        };
-        match outcome {
-            Ok(ack) => Ok(Some(ack.sequence)),
-            Err(e) if lost_the_race(&e) => Ok(None),
-            Err(e) if matches!(e.kind(), PublishErrorKind::MaxPayloadExceeded) => Err(
-                KvError::Invalid(format!("the fleet's hub refused the value: {e}")),
-            ),
-            Err(e) => {
-                if let Ok(Some(sequence)) = self.landed(&subject, &id).await {
-                    return Ok(Some(sequence));
+        let started = tokio::time::Instant::now();
+        loop {
+            let outcome = match self
+                .hub
+                .jetstream
+                .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+                .await
+            {
+                Ok(sent) => sent.await,
+                Err(e) => Err(e),
+            };
+            return match outcome {
+                Ok(ack) => Ok(Some(ack.sequence)),
+                Err(e) if lost_the_race(&e) => Ok(None),
+                Err(e) if matches!(e.kind(), PublishErrorKind::MaxPayloadExceeded) => Err(
+                    KvError::Invalid(format!("the fleet's hub refused the value: {e}")),
+                ),
+                // Nothing was stored (no stream leader yet, a leader election): safe to
+                // send again while the hub settles.
+                Err(e)
+                    if refused_before_storing(&e)
+                        && started.elapsed() < CONTENDED_FOR
+                        && self.hub.is_connected() =>
+                {
+                    tracing::debug!(error = %e, "the hub did not take a global KV write; sending it again");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
                 }
-                Err(KvError::Unavailable(format!(
-                    "the fleet's hub did not acknowledge the write, so it may or may not have been made: {e}"
-                )))
-            }
+                Err(e) => {
+                    if let Ok(Some(sequence)) = self.landed(&subject, &id).await {
+                        return Ok(Some(sequence));
+                    }
+                    Err(KvError::Unavailable(format!(
+                        "the fleet's hub did not acknowledge the write, so it may or may not have been made: {e}"
+                    )))
+                }
+            };
         }
     }
 
@@ -226,7 +243,7 @@ impl GlobalKv {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(cache_key)
-            .is_some_and(|seen| *seen > revision);
+            .is_some_and(|(seen, _)| *seen > revision);
         if newer_seen {
             return;
         }
@@ -251,10 +268,14 @@ impl GlobalKv {
         {
             let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
             if recent.len() >= MAX_RECENT {
-                recent.clear();
+                recent.retain(|_, (_, at)| at.elapsed() < RECENT_FOR);
+                if recent.len() >= MAX_RECENT {
+                    recent.clear();
+                }
             }
-            let seen = recent.entry(cache_key.to_vec()).or_insert(0);
-            *seen = (*seen).max(revision);
+            let now = std::time::Instant::now();
+            let seen = recent.entry(cache_key.to_vec()).or_insert((0, now));
+            *seen = (seen.0.max(revision), now);
         }
         let older = self
             .cache
@@ -680,6 +701,15 @@ fn lost_the_race(error: &async_nats::jetstream::context::PublishError) -> bool {
                     | ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT
             )
         })
+}
+
+/// Whether a publish failed before any stream stored it: nobody answered (no stream
+/// leader), or the hub answered with an error of its own.
+fn refused_before_storing(error: &async_nats::jetstream::context::PublishError) -> bool {
+    matches!(error.kind(), PublishErrorKind::StreamNotFound)
+        || (matches!(error.kind(), PublishErrorKind::Other)
+            && std::error::Error::source(error)
+                .is_some_and(|source| source.is::<async_nats::jetstream::Error>()))
 }
 
 /// `tenant.BINDING.hexkey` → `tenant/BINDING/key`.
