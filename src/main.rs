@@ -329,6 +329,7 @@ async fn serve_config(config: Config) -> anyhow::Result<ExitCode> {
         let link = outpost_server::control::FleetLink {
             deploys: outpost_fleet::Deploys::new(hub),
             statuses: outpost_fleet::Statuses::new(hub),
+            purges: outpost_fleet::Purges::new(hub),
             node: config.node.id.clone(),
         };
         control.join_fleet(link.clone());

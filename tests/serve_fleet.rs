@@ -661,3 +661,82 @@ async fn a_hub_that_wants_a_token_gets_it_from_the_environment() {
         "{output}"
     );
 }
+
+#[tokio::test]
+async fn a_purge_through_one_node_purges_every_nodes_cache() {
+    let cluster = NatsCluster::start(1).await;
+    let origin = support::origin::Origin::start_with(
+        "api",
+        support::origin::Behaviour {
+            status: Some(200),
+            ..Default::default()
+        },
+    )
+    .await;
+    let shop = |node: &str, first: usize| {
+        let mut urls = cluster.urls();
+        urls.rotate_left(first);
+        let config = format!(
+            "[fleet]\nnats = [{:?}]\nname = \"e2e\"\nreplicas = 1\n\n\
+             [[tenant]]\nname = \"shop\"\ncomponent = {:?}\nroutes = [\"shop.test\"]\n\
+             vars = {{ ORIGIN = {:?}, CACHE_CONTROL = \"public, max-age=3600\" }}\n\
+             outbound = [{:?}]\ncache = {{ enabled = true }}\n",
+            urls[0],
+            support::example("cached-proxy").display().to_string(),
+            origin.url(),
+            origin.url(),
+        );
+        (node.to_string(), config)
+    };
+    let mut nodes = Vec::new();
+    for (id, tenants) in [shop("a", 0), shop("b", 0)] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (addr, admin) = (support::free_port(), support::free_port());
+        let path = dir.path().join("outpost.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[node]\nid = {id:?}\ndata_dir = \"data\"\n\n[server]\nlisten = \"{addr}\"\n\
+                 admin = {{ listen = \"{admin}\" }}\n\n{tenants}"
+            ),
+        )
+        .expect("config");
+        let node = Node::start_with_env(dir, &path, addr, &[("OUTPOST_ADMIN_TOKEN", TOKEN)]).await;
+        nodes.push((node, admin));
+    }
+    let cache_status = |reply: &Reply| {
+        reply
+            .header("x-outpost-cache")
+            .unwrap_or("(none)")
+            .to_string()
+    };
+    for (node, _) in &nodes {
+        node.get("shop.test", "/page").await;
+        let again = node.get("shop.test", "/page").await;
+        assert_eq!(cache_status(&again), "HIT", "{}", again.body);
+    }
+    let purged = admin_call(
+        nodes[0].1,
+        Method::POST,
+        "/tenants/shop/purge",
+        Some(TOKEN),
+        br#"{"everything": true}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(purged.status, 200, "{}", purged.body);
+    assert_eq!(purged.json()["fleet"], true, "{}", purged.body);
+    // A answered once it had purged; B purges as the purge arrives.
+    assert_eq!(
+        cache_status(&nodes[0].0.get("shop.test", "/page").await),
+        "MISS"
+    );
+    let started = Instant::now();
+    let b = loop {
+        let reply = nodes[1].0.get("shop.test", "/page").await;
+        if cache_status(&reply) == "MISS" || started.elapsed() > Duration::from_secs(10) {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(cache_status(&b), "MISS", "{}", nodes[1].0.logs());
+}

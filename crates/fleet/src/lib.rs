@@ -5,13 +5,15 @@
 //!
 //! Everything lives in buckets named after the fleet (`[fleet] name`), so one hub can
 //! carry several fleets: `<name>-kv` for global KV, `<name>-tenants` and
-//! `<name>-components` for deploys, `<name>-nodes` for status. The hub is the authority; each node
+//! `<name>-components` for deploys, `<name>-nodes` for status, `<name>-purges` for
+//! cache purges. The hub is the authority; each node
 //! keeps what it needs to go on serving while the hub is away.
 
 mod deploys;
 mod global_kv;
 mod hub;
 mod kv_cache;
+mod purges;
 mod status;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -22,4 +24,5 @@ pub use deploys::{
 };
 pub use global_kv::{GlobalBackend, GlobalKv};
 pub use hub::{FleetError, Hub};
+pub use purges::{FleetPurge, Purges};
 pub use status::{GONE_AFTER, HEARTBEAT, NodeStatus, NodeView, Statuses, TenantOnNode, now_ms};

@@ -201,6 +201,16 @@ impl Admin {
                     Ok(purge) => purge,
                     Err(message) => return error(StatusCode::BAD_REQUEST, message),
                 };
+                match control.purge_in_fleet(name, &body).await {
+                    Ok(true) => {
+                        return json(
+                            StatusCode::OK,
+                            &serde_json::json!({ "tenant": name, "purged": format!("{purge:?}"), "fleet": true }),
+                        );
+                    }
+                    Ok(false) => {}
+                    Err(e) => return control_error(e),
+                }
                 match control.purge(name, &purge) {
                     Ok(()) => json(
                         StatusCode::OK,
@@ -266,7 +276,7 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
 
 /// What to purge: `{"everything": true}`, `{"urls": [...]}`, `{"prefixes": [...]}` or
 /// `{"tags": [...]}` (URLs and prefixes as `https://host/path` or `/path`).
-fn parse_purge(body: &[u8]) -> Result<outpost_cache::Purge, String> {
+pub(crate) fn parse_purge(body: &[u8]) -> Result<outpost_cache::Purge, String> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Request {

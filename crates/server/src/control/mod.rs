@@ -97,6 +97,8 @@ pub struct Control {
     changing: tokio::sync::Mutex<()>,
     /// The fleet this node is one of, once it has joined.
     fleet: std::sync::OnceLock<FleetLink>,
+    /// The last fleet purge this node applied.
+    purged_through: std::sync::atomic::AtomicU64,
 }
 
 impl Control {
@@ -159,6 +161,7 @@ impl Control {
             state: Mutex::new(state),
             changing: tokio::sync::Mutex::new(()),
             fleet: std::sync::OnceLock::new(),
+            purged_through: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -348,11 +351,20 @@ impl Control {
         self.cache.clone()
     }
 
-    /// Purges `name`'s response cache (on this node).
-    pub fn purge(&self, name: &str, purge: &Purge) -> Result<(), ControlError> {
+    /// Whether `name` has a cache to purge.
+    fn check_purge(&self, name: &str) -> Result<(), ControlError> {
         if !self.lock().slots.contains_key(name) {
             return Err(ControlError::NoSuchTenant(name.to_string()));
         }
+        match self.cache.tenant(name) {
+            Some(_) => Ok(()),
+            None => Err(ControlError::NoCache(name.to_string())),
+        }
+    }
+
+    /// Purges `name`'s response cache (on this node).
+    pub fn purge(&self, name: &str, purge: &Purge) -> Result<(), ControlError> {
+        self.check_purge(name)?;
         match self.cache.tenant(name) {
             Some(cache) => {
                 cache.purge(purge);
