@@ -1,13 +1,12 @@
 //! A fleet of outpost nodes on NATS JetStream: every node connects to the fleet's hub
 //! (a NATS cluster, directly or through a leaf node at its PoP) and shares through it
 //! what one node alone cannot: global KV bindings ([`GlobalKv`]), deploys
-//! ([`Deploys`]) and each node's status.
+//! ([`Deploys`]), cache purges ([`Purges`]) and each node's status ([`Statuses`]).
 //!
 //! Everything lives in buckets named after the fleet (`[fleet] name`), so one hub can
 //! carry several fleets: `<name>-kv` for global KV, `<name>-tenants` and
-//! `<name>-components` for deploys, `<name>-nodes` for status, `<name>-purges` for
-//! cache purges. The hub is the authority; each node
-//! keeps what it needs to go on serving while the hub is away.
+//! `<name>-components` for deploys, `<name>-purges`, `<name>-nodes` for status. The hub
+//! is the authority; each node keeps what it needs to go on serving while it is away.
 
 mod deploys;
 mod global_kv;
