@@ -117,6 +117,7 @@ impl Node {
             .unwrap_or_default();
 
         let (tenant_name, mut response) = match self.router.route(&host, &path) {
+            _ if ambiguous_host(&request) => (None, responses::bad_host()),
             None => (None, responses::no_route()),
             Some(index) => {
                 let tenant = &self.tenants[index];
@@ -213,4 +214,15 @@ impl Node {
 /// Resolves once `shutdown` turns true (or its sender is gone).
 pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Whether the request does not say unambiguously which host it is for (RFC 9112 §3.2:
+/// answered 400): more than one `Host` line, or an HTTP/1.1 request with none. A
+/// request in absolute form names its host in the target, which wins over `Host`.
+fn ambiguous_host<B>(request: &Request<B>) -> bool {
+    let hosts = request.headers().get_all(http::header::HOST).iter().count();
+    hosts > 1
+        || (hosts == 0
+            && request.version() == http::Version::HTTP_11
+            && request.uri().host().is_none())
 }

@@ -32,6 +32,14 @@ pub fn no_route() -> http::Response<WasiBody> {
     text(StatusCode::NOT_FOUND, "no route")
 }
 
+/// 400 for a request whose host is ambiguous (two `Host` lines, or none in HTTP/1.1).
+pub fn bad_host() -> http::Response<WasiBody> {
+    text(
+        StatusCode::BAD_REQUEST,
+        "a request needs exactly one Host header",
+    )
+}
+
 /// 503 with `Retry-After` for a tenant at its concurrency limit.
 pub fn tenant_busy() -> http::Response<WasiBody> {
     retry_later(text(StatusCode::SERVICE_UNAVAILABLE, "tenant busy"))

@@ -1,0 +1,114 @@
+//! Hostile HTTP/1.1, sent byte for byte over a raw connection: request smuggling shapes
+//! and ambiguous hosts. Each gets an error or one unambiguous reading, and the guest
+//! never sees a request two parsers could read differently.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Node, tenant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Sends `raw` on a fresh connection and reads until the node closes it (or 5 s pass):
+/// everything the node answered.
+async fn exchange(node: &Node, raw: &[u8]) -> String {
+    let mut stream = tokio::net::TcpStream::connect(node.addr)
+        .await
+        .expect("connect");
+    stream.write_all(raw).await.expect("send");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "the node kept the connection open after: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// How many responses `answer` holds, and the first one's status.
+fn responses(answer: &str) -> (usize, Option<u16>) {
+    let count = answer.matches("HTTP/1.1 ").count();
+    let status = answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok());
+    (count, status)
+}
+
+async fn echo_node() -> Node {
+    Node::start(&tenant("echo", "echo", &["echo.test", "other.test"], "")).await
+}
+
+#[tokio::test]
+async fn content_length_beside_transfer_encoding_is_read_one_way_and_the_connection_closes() {
+    let node = echo_node().await;
+    // A front proxy that believed Content-Length would see "hell" and then a second
+    // request; outpost follows Transfer-Encoding (RFC 9112 §6.3) and closes after the
+    // response, so nothing after the chunked body is ever read as a request.
+    let answer = exchange(
+        &node,
+        b"POST / HTTP/1.1\r\nHost: echo.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: echo.test\r\n\r\n",
+    )
+    .await;
+    assert_eq!(responses(&answer), (1, Some(200)), "{answer}");
+    assert!(answer.contains("\"body_length\":5"), "{answer}");
+    assert!(!answer.contains("smuggled"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn conflicting_lengths_and_unknown_codings_are_refused() {
+    let node = echo_node().await;
+    for raw in [
+        &b"POST / HTTP/1.1\r\nHost: echo.test\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nhello"[..],
+        b"POST / HTTP/1.1\r\nHost: echo.test\r\nContent-Length: 4, 5\r\n\r\nhello",
+        b"POST / HTTP/1.1\r\nHost: echo.test\r\nTransfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: echo.test\r\nTransfer-Encoding: chunked, identity\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: echo.test\r\nContent-Length: -5\r\n\r\nhello",
+    ] {
+        let answer = exchange(&node, raw).await;
+        let (count, status) = responses(&answer);
+        assert_eq!(count, 1, "{answer}");
+        assert!(
+            status.is_some_and(|s| (400..500).contains(&s) || s == 501),
+            "{} was answered {answer}",
+            String::from_utf8_lossy(raw)
+        );
+        assert!(!answer.contains("body_length"), "the guest saw it: {answer}");
+    }
+    // The node still serves a plain request afterwards.
+    assert_eq!(node.get("echo.test", "/").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_request_must_name_exactly_one_host() {
+    let node = echo_node().await;
+    for raw in [
+        &b"GET / HTTP/1.1\r\nHost: echo.test\r\nHost: other.test\r\nConnection: close\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+    ] {
+        let answer = exchange(&node, raw).await;
+        assert_eq!(responses(&answer), (1, Some(400)), "{answer}");
+        assert!(
+            !answer.contains("body_length"),
+            "the guest saw it: {answer}"
+        );
+    }
+    // The absolute form names its host in the target, which wins over Host (RFC 9112
+    // §3.2.2): routed by the target.
+    let answer = exchange(
+        &node,
+        b"GET http://echo.test/abs HTTP/1.1\r\nHost: nowhere.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(responses(&answer).1, Some(200), "{answer}");
+    assert!(answer.contains("\"path\":\"/abs\""), "{answer}");
+    // HTTP/1.0 has no Host requirement; without one there is simply no route.
+    let answer = exchange(&node, b"GET / HTTP/1.0\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.0 404"), "{answer}");
+}
