@@ -342,17 +342,24 @@ async fn serve_config(config: Config) -> anyhow::Result<ExitCode> {
         stopping.clone(),
     );
     metrics.register(|registry| registry.register_collector(Box::new(front.gauges())));
+    // The HTTPS listener is bound first: once the plain port answers, every listener
+    // does (clients and tests take the plain port as the sign the node is up).
+    let secure = match (&config.server.tls, control.certificates()) {
+        (Some(tls), Some(certificates)) => {
+            let listener = tokio::net::TcpListener::bind(tls.listen)
+                .await
+                .with_context(|| format!("cannot listen on {} (server.tls)", tls.listen))?;
+            Some((listener, outpost_server::tls::acceptor(certificates)))
+        }
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(node = %config.node.id, %addr, "serving on http://{addr}/");
     let mut listeners = vec![tokio::spawn(front.clone().serve(listener, None))];
-    if let (Some(tls), Some(certificates)) = (&config.server.tls, control.certificates()) {
-        let acceptor = outpost_server::tls::acceptor(certificates);
-        let listener = tokio::net::TcpListener::bind(tls.listen)
-            .await
-            .with_context(|| format!("cannot listen on {} (server.tls)", tls.listen))?;
+    if let Some((listener, acceptor)) = secure {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "serving on https://{addr}/ (HTTP/2 and HTTP/1.1)");
         listeners.push(tokio::spawn(front.clone().serve(listener, Some(acceptor))));
