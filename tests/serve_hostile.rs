@@ -112,3 +112,47 @@ async fn a_request_must_name_exactly_one_host() {
     let answer = exchange(&node, b"GET / HTTP/1.0\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.0 404"), "{answer}");
 }
+
+#[tokio::test]
+async fn thousands_of_headers_are_refused_and_others_are_served() {
+    let node = echo_node().await;
+    let mut raw = b"GET / HTTP/1.1\r\nHost: echo.test\r\n".to_vec();
+    for i in 0..5000 {
+        raw.extend_from_slice(format!("x-h{i}: v\r\n").as_bytes());
+    }
+    raw.extend_from_slice(b"\r\n");
+    let answer = exchange(&node, &raw).await;
+    let (count, status) = responses(&answer);
+    assert_eq!(count, 1, "{answer}");
+    assert!(status.is_some_and(|s| s == 431 || s == 400), "{answer}");
+    assert_eq!(node.get("echo.test", "/").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_pipelining_flood_is_answered_in_order_while_others_are_served() {
+    let node = echo_node().await;
+    const REQUESTS: usize = 500;
+    let mut raw = Vec::new();
+    for i in 0..REQUESTS {
+        raw.extend_from_slice(format!("GET /p{i} HTTP/1.1\r\nHost: echo.test\r\n\r\n").as_bytes());
+    }
+    raw.extend_from_slice(b"GET /last HTTP/1.1\r\nHost: echo.test\r\nConnection: close\r\n\r\n");
+    let flood = exchange(&node, &raw);
+    let other = async {
+        let reply = node.get("echo.test", "/other").await;
+        assert_eq!(
+            reply.status, 200,
+            "another client is served during the flood"
+        );
+    };
+    let (answer, ()) = tokio::join!(flood, other);
+    assert_eq!(responses(&answer).0, REQUESTS + 1);
+    // In order: each path appears after the one before it.
+    let mut at = 0;
+    for i in 0..REQUESTS {
+        let found = answer[at..]
+            .find(&format!("\"path\":\"/p{i}\""))
+            .unwrap_or_else(|| panic!("/p{i} missing or out of order"));
+        at += found;
+    }
+}
