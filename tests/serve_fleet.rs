@@ -518,26 +518,13 @@ async fn a_deploy_through_one_node_is_served_by_every_node_and_so_is_a_rollback(
     .await
     .expect("hub");
     assert!(hub.wait_connected(Duration::from_secs(10)).await);
-    outpost_fleet::Deploys::new(&hub)
-        .put_raw_manifest("app", b"{\"tenant\": \"app\", \"versions\": 7}".to_vec())
-        .await
-        .expect("raw manifest");
-    let started = Instant::now();
-    let error = loop {
-        let reply = admin_call(
-            b.admin,
-            Method::GET,
-            "/tenants/app",
-            Some(TOKEN),
-            Vec::new(),
-        )
-        .await;
-        let error = reply.json()["last_error"].clone();
-        if !error.is_null() || started.elapsed() > Duration::from_secs(10) {
-            break error;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let error = refuse_manifest(
+        &hub,
+        &b,
+        b"{\"tenant\": \"app\", \"versions\": 7}".to_vec(),
+        "not manifest JSON",
+    )
+    .await;
     assert!(
         error
             .as_str()
@@ -551,28 +538,7 @@ async fn a_deploy_through_one_node_is_served_by_every_node_and_so_is_a_rollback(
         "{{\"tenant\": \"app\", \"versions\": [{{\"hash\": \"{}\", \"deployed_at\": 1, \"by\": \"x\", \"size\": 1}}]}}",
         "f".repeat(64)
     );
-    outpost_fleet::Deploys::new(&hub)
-        .put_raw_manifest("app", missing.into_bytes())
-        .await
-        .expect("raw manifest");
-    let started = Instant::now();
-    let error = loop {
-        let reply = admin_call(
-            b.admin,
-            Method::GET,
-            "/tenants/app",
-            Some(TOKEN),
-            Vec::new(),
-        )
-        .await;
-        let error = reply.json()["last_error"].clone();
-        if error.as_str().is_some_and(|e| e.contains("object store"))
-            || started.elapsed() > Duration::from_secs(10)
-        {
-            break error;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let error = refuse_manifest(&hub, &b, missing.into_bytes(), "object store").await;
     assert!(
         error
             .as_str()
@@ -580,6 +546,38 @@ async fn a_deploy_through_one_node_is_served_by_every_node_and_so_is_a_rollback(
         "{error}"
     );
     assert!(is_hello(&b.node.get("app.test", "/").await));
+}
+
+/// Writes `manifest` as `app`'s manifest straight to the hub and waits (up to 10 s) for
+/// `node` to report a `last_error` for `app` containing `expected`; that error.
+async fn refuse_manifest(
+    hub: &outpost_fleet::Hub,
+    node: &FleetNode,
+    manifest: Vec<u8>,
+    expected: &str,
+) -> serde_json::Value {
+    outpost_fleet::Deploys::new(hub)
+        .put_raw_manifest("app", manifest)
+        .await
+        .expect("raw manifest");
+    let started = Instant::now();
+    loop {
+        let reply = admin_call(
+            node.admin,
+            Method::GET,
+            "/tenants/app",
+            Some(TOKEN),
+            Vec::new(),
+        )
+        .await;
+        let error = reply.json()["last_error"].clone();
+        if error.as_str().is_some_and(|e| e.contains(expected))
+            || started.elapsed() > Duration::from_secs(10)
+        {
+            return error;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

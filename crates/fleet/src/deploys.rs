@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use crate::hub::Hub;
+use crate::wire::hex;
 
 /// Versions a manifest keeps for rollback.
 pub const KEPT_VERSIONS: usize = 10;
@@ -335,16 +336,6 @@ impl Deploys {
             .map(|_| ())
             .map_err(Self::unavailable)
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
 }
 
 pub(crate) fn now_s() -> u64 {

@@ -16,6 +16,7 @@ mod purges;
 mod status;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod wire;
 
 pub use deploys::{
     DeployError, Deploys, FleetVersion, KEPT_VERSIONS, MAX_COMPONENT_BYTES, MAX_MANIFEST_BYTES,

@@ -1,6 +1,7 @@
 //! Loading the version a tenant should serve: the newest of its config's component and
 //! the components deployed through the API, or a recorded version for a rollback.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -77,30 +78,42 @@ pub(super) fn load_current(
     Ok((loaded, history))
 }
 
-/// Loads a recorded version: an API deploy from the deploys dir, a config version from
-/// the config's component file (if it still holds that version).
+/// Loads a recorded version: an API or fleet deploy from the deploys dir, a config
+/// version from the config's component file (if it still holds that version).
 pub(super) fn load_version(
     runtime: &Arc<Runtime>,
     config: &Config,
     tenant: &TenantConfig,
     version: &Version,
 ) -> Result<(Tenant, Vec<u8>), String> {
+    let (wasm, path) = read_version(config, &tenant.name, &tenant.component, version)?;
+    let tenant = Tenant::load_wasm(runtime, tenant, &wasm, &path).map_err(|e| e.to_string())?;
+    Ok((tenant, wasm))
+}
+
+/// The bytes of a recorded version of tenant `name` and the file they were read from,
+/// checked against the version's hash. `component` is the config's component file.
+pub(super) fn read_version(
+    config: &Config,
+    name: &str,
+    component: &Path,
+    version: &Version,
+) -> Result<(Vec<u8>, PathBuf), String> {
     let path = match version.source {
         Source::Api | Source::Fleet => {
-            deploys_dir(config, &tenant.name).join(format!("{}.wasm", version.hash))
+            deploys_dir(config, name).join(format!("{}.wasm", version.hash))
         }
-        Source::Config => tenant.component.clone(),
+        Source::Config => component.to_path_buf(),
     };
     let wasm = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if outpost_runtime::hex(&wasm_hash(&wasm)) != version.hash {
         return Err(format!(
             "{} no longer holds version {}; it was changed since",
             path.display(),
-            &version.hash[..16]
+            &version.hash[..16.min(version.hash.len())]
         ));
     }
-    let tenant = Tenant::load_wasm(runtime, tenant, &wasm, &path).map_err(|e| e.to_string())?;
-    Ok((tenant, wasm))
+    Ok((wasm, path))
 }
 
 /// Indexes the tenant's `assets` directory, if it has one.
