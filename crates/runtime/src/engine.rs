@@ -171,7 +171,9 @@ fn engine_config(max_instances: u32) -> Config {
         .max_memory_size(outpost_config::MAX_MEMORY_BYTES as usize)
         // A fresh instance per request makes slot reset the hot path. With PAGEMAP_SCAN
         // (Linux 6.7+) only the pages a request dirtied are reset, by memset, and stay
-        // mapped: no madvise, TLB shootdown or page faults on the next request.
+        // mapped: no madvise, TLB shootdown or page faults on the next request. The
+        // workspace carries wasmtime #14357 (vendor/wasmtime/OUTPOST-PATCH.md): without
+        // it a dirty page the kernel swapped out stayed in the slot for the next tenant.
         .pagemap_scan(Enabled::Auto)
         .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
         .table_keep_resident(KEEP_RESIDENT_BYTES / 16);

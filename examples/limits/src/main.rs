@@ -12,6 +12,13 @@
 //! - `POST /sql` runs the body as one SQL statement on the `DB` binding (when the tenant
 //!   declares it) and answers the rows as JSON, or 400 with SQLite's message: the way to
 //!   see the authorizer, the size cap and the query deadline at work
+//! - `/scribble?kib=N&stride=S&hold=URL` fills one 4 KiB page in every S (default 1) of
+//!   the first N KiB of a static buffer with a marker (S = 2 leaves N/8 separate dirty
+//!   runs), then fetches
+//!   `URL` (an origin in `outbound`) and answers when it does: while the origin holds the
+//!   request, the dirty pages exist and can be swapped out from under the instance
+//! - `/sniff` answers how many bytes of that buffer are not zero: 0 in a fresh instance,
+//!   whatever ran in its pool slot before (see docs/security.md, "Fresh means fresh")
 //! - anything else answers `ok`
 //!
 //! Routes do not strip their prefix, so it looks only at the last path segment: mounted at
@@ -20,9 +27,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use outpost_sdk::{Env, Error, Request, Response, Result};
+use outpost_sdk::{Env, Error, Method, Request, Response, Result};
 
 static REQUESTS_SEEN: AtomicU64 = AtomicU64::new(0);
+
+/// Zero in every fresh instance (it is in the module's zero-initialised data).
+const SCRATCH_BYTES: usize = 1 << 20;
+static mut SCRATCH: [u8; SCRATCH_BYTES] = [0; SCRATCH_BYTES];
 
 #[outpost_sdk::fetch]
 async fn fetch(req: Request, env: Env) -> Result<Response> {
@@ -67,6 +78,31 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
             )))
         }
         "count" => Ok(Response::text(seen.to_string())),
+        "scribble" => {
+            let bytes = (number_param(&req, "kib")? as usize * 1024).min(SCRATCH_BYTES);
+            let stride = number_param(&req, "stride").unwrap_or(1).max(1) as usize;
+            let scratch = &raw mut SCRATCH;
+            let mut written = 0;
+            for page in (0..bytes / 4096).step_by(stride) {
+                for i in page * 4096..(page + 1) * 4096 {
+                    // SAFETY: in bounds of the static; one request at a time per instance.
+                    unsafe { std::ptr::write_volatile(scratch.cast::<u8>().add(i), b'S') };
+                }
+                written += 4096;
+            }
+            if let Some(hold) = req.query_param("hold") {
+                env.fetch(Request::new(Method::GET, &hold)?).await?;
+            }
+            Ok(Response::text(format!("scribbled {written} bytes")))
+        }
+        "sniff" => {
+            let scratch = &raw const SCRATCH;
+            let dirty = (0..SCRATCH_BYTES)
+                // SAFETY: in bounds of the static; volatile so the read is really made.
+                .filter(|&i| unsafe { std::ptr::read_volatile(scratch.cast::<u8>().add(i)) } != 0)
+                .count();
+            Ok(Response::text(dirty.to_string()))
+        }
         "sql" => {
             let db = env.sql("DB")?;
             let statement = req.text().await?;
