@@ -156,3 +156,65 @@ async fn a_pipelining_flood_is_answered_in_order_while_others_are_served() {
         at += found;
     }
 }
+
+/// A node whose `[server]` section also has `server` (extra keys), serving `tenants`.
+async fn node_with_server(server: &str, tenants: &str) -> Node {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let addr = support::free_port();
+    let config = format!(
+        "[node]\nid = \"test\"\ndata_dir = \"data\"\n\n[server]\nlisten = \"{addr}\"\n{server}\n\n{tenants}"
+    );
+    let path = dir.path().join("outpost.toml");
+    std::fs::write(&path, config).expect("write config");
+    Node::start_with(dir, &path, addr).await
+}
+
+#[tokio::test]
+async fn a_slow_request_body_waits_on_the_node_not_in_the_tenants_only_slot() {
+    // One slot: a slow body that reached the guest would hold it (slowhttptest -B).
+    let node = node_with_server(
+        "body_timeout = \"1s\"",
+        &tenant(
+            "echo",
+            "echo",
+            &["echo.test"],
+            "limits = { concurrency = 1 }",
+        ),
+    )
+    .await;
+    let mut slow = tokio::net::TcpStream::connect(node.addr)
+        .await
+        .expect("connect");
+    slow.write_all(
+        b"POST / HTTP/1.1\r\nHost: echo.test\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .expect("send head");
+    // `100 Continue` comes when the node starts reading the body: from here on the slow
+    // request is as far in as it gets.
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut byte))
+            .await
+            .expect("the node asked for the body");
+        assert_eq!(read.expect("read"), 1, "the node closed the connection");
+        answer.push(byte[0]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 100 Continue"), "{answer:?}");
+    slow.write_all(b"ab").await.expect("send a little body");
+
+    let other = node
+        .call(http::Method::POST, "echo.test", "/", "a whole body")
+        .await;
+    assert_eq!(other.status, 200, "{}", other.body);
+
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut rest))
+        .await
+        .expect("the node closes the slow connection")
+        .expect("read");
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.starts_with("HTTP/1.1 408"), "{rest}");
+    assert!(rest.contains("request body too slow"), "{rest}");
+}

@@ -60,6 +60,11 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
     /// The largest request head (request line and headers) accepted.
     pub max_header_size: u64,
+    /// How much of a request body is read before its guest is admitted (0: none), so a
+    /// slow body waits on the node and not in a tenant's concurrency slot.
+    pub body_prefetch: u64,
+    /// A client must send that much of its body (or all of it) within this time.
+    pub body_timeout: Duration,
     /// After SIGTERM/SIGINT, in-flight requests get this long to finish.
     pub shutdown_grace: Duration,
 }
@@ -71,6 +76,8 @@ impl Default for ConnectionLimits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_header_size: 64 << 10,
+            body_prefetch: 64 << 10,
+            body_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -169,6 +176,11 @@ impl Validator<'_> {
             &mut limits.idle_timeout,
         );
         duration(
+            raw.body_timeout.take(),
+            "server.body_timeout",
+            &mut limits.body_timeout,
+        );
+        duration(
             raw.shutdown_grace.take(),
             "server.shutdown_grace",
             &mut limits.shutdown_grace,
@@ -187,6 +199,23 @@ impl Validator<'_> {
                 }
                 Err(message) => {
                     let error = self.error(&max, "server.max_header_size", message);
+                    self.errors.push(error);
+                }
+            }
+        }
+        if let Some(prefetch) = raw.body_prefetch.take() {
+            match size(prefetch.get_ref()) {
+                Ok(bytes) if bytes <= 16 << 20 => limits.body_prefetch = bytes,
+                Ok(_) => {
+                    let error = self.error(
+                        &prefetch,
+                        "server.body_prefetch",
+                        "must be at most 16MiB (0 turns it off)",
+                    );
+                    self.errors.push(error);
+                }
+                Err(message) => {
+                    let error = self.error(&prefetch, "server.body_prefetch", message);
                     self.errors.push(error);
                 }
             }

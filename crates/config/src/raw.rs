@@ -51,6 +51,8 @@ pub(crate) struct RawServer {
     pub header_timeout: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
     pub max_header_size: Option<Spanned<SizeValue>>,
+    pub body_prefetch: Option<Spanned<SizeValue>>,
+    pub body_timeout: Option<Spanned<String>>,
     pub shutdown_grace: Option<Spanned<String>>,
 }
 

@@ -10,6 +10,7 @@ pub mod control;
 mod edge_cache;
 mod listener;
 pub mod metrics;
+mod prefetch;
 mod request_id;
 mod responses;
 mod router;
@@ -50,6 +51,7 @@ pub struct Node {
     network: context::Network,
     /// Per tenant, in `tenants` order, when metrics are kept.
     meters: Vec<Option<metrics::TenantMeters>>,
+    prefetch: prefetch::BodyPrefetch,
 }
 
 impl Node {
@@ -69,7 +71,18 @@ impl Node {
             tenants: tenants.into_iter().map(|served| served.tenant).collect(),
             router,
             network: context::Network::default(),
+            prefetch: prefetch::BodyPrefetch {
+                bytes: 64 << 10,
+                timeout: std::time::Duration::from_secs(10),
+            },
         }
+    }
+
+    /// Reads up to `bytes` of each request body, within `timeout`, before its guest is
+    /// admitted (`server.body_prefetch`, `server.body_timeout`).
+    pub fn with_body_prefetch(mut self, bytes: u64, timeout: std::time::Duration) -> Node {
+        self.prefetch = prefetch::BodyPrefetch { bytes, timeout };
+        self
     }
 
     /// Counts requests, latency and limit hits per tenant in `metrics`.
@@ -181,6 +194,17 @@ impl Node {
             limit_hit("body");
             return responses::body_too_large();
         }
+        // No more than the tenant would accept: one byte past its limit is enough to
+        // refuse the body, and the guest's reads enforce the limit as they go.
+        let at_most = self
+            .prefetch
+            .bytes
+            .min(tenant.limits().body.saturating_add(1));
+        let Ok(request) = prefetch::prefetch(request, at_most, self.prefetch.timeout).await else {
+            tracing::warn!(tenant = %tenant.info().name, request_id = id, "request body too slow: {at_most} bytes not sent within server.body_timeout");
+            limit_hit("body_timeout");
+            return responses::body_too_slow();
+        };
         let Some(admission) = tenant.try_admit() else {
             tracing::warn!(tenant = %tenant.info().name, request_id = id, "tenant at its concurrency limit");
             limit_hit("concurrency");

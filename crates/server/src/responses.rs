@@ -50,6 +50,17 @@ pub fn body_too_large() -> http::Response<WasiBody> {
     text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
 }
 
+/// 408 for a client that did not send the start of its body within `body_timeout`; the
+/// connection closes, since the rest of that body may still be on its way.
+pub fn body_too_slow() -> http::Response<WasiBody> {
+    let mut response = text(StatusCode::REQUEST_TIMEOUT, "request body too slow");
+    response.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    response
+}
+
 /// The response for a request that ended without the guest's response.
 pub fn failure(failure: Failure, request_id: &str) -> http::Response<WasiBody> {
     match failure {

@@ -405,5 +405,9 @@ fn build_node(state: &State, metrics: &Metrics, cache: &HttpCache) -> Node {
         state.config.server.trusted_proxies.clone(),
         state.config.server.geo.clone(),
     )
+    .with_body_prefetch(
+        state.config.server.connections.body_prefetch,
+        state.config.server.connections.body_timeout,
+    )
     .with_metrics(metrics)
 }
