@@ -1,23 +1,29 @@
 //! The public listeners: accept, optionally TLS, HTTP/1.1 and HTTP/2, under the
 //! connection limits; and graceful shutdown. Slow or idle clients are cut off: a request
 //! head must arrive within `header_timeout` (slowloris), a TLS handshake too, and a
-//! connection with nothing in flight and no traffic for `idle_timeout` is closed.
+//! connection with no request in flight for `idle_timeout` (since one last started or
+//! ended; pings and other bytes do not count) is closed.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use outpost_config::ConnectionLimits;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::Node;
+
+/// HTTP/2 streams one connection may have open at once (hyper's default is 200).
+const MAX_STREAMS_PER_CONNECTION: u32 = 100;
+
+/// What one HTTP/2 stream buffers for a client that is not reading (hyper's default is
+/// 400 KiB): 100 stalled streams hold 6.4 MiB, not 40.
+const H2_SEND_BUFFER: usize = 64 << 10;
 
 /// The listeners' gauges, read at each scrape.
 pub struct FrontGauges(std::sync::Weak<Front>);
@@ -156,21 +162,21 @@ impl Front {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        // When a request last started or ended here: bytes on the wire are not
+        // activity, or HTTP/2's own keep-alive pings would keep an idle connection open.
         let activity = Arc::new(AtomicU64::new(self.started.elapsed().as_millis() as u64));
-        let io = Watched {
-            inner: stream,
-            activity: activity.clone(),
-            epoch: self.started,
-        };
         let on_connection = Arc::new(AtomicUsize::new(0));
         let service = {
             let front = self.clone();
             let on_connection = on_connection.clone();
+            let activity = activity.clone();
             hyper::service::service_fn(move |request| {
                 let front = front.clone();
                 let on_connection = on_connection.clone();
+                let activity = activity.clone();
                 async move {
                     let _busy = Busy::new(&[&front.in_flight, &on_connection]);
+                    let _touch = Touch::new(&activity, front.started);
                     // Each request runs on the node of the moment: a deploy or reload
                     // never changes a request that has started.
                     let node = front.live.load_full();
@@ -189,6 +195,15 @@ impl Front {
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
+            // Streams at once per connection; more are refused (REFUSED_STREAM).
+            .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+            // Rapid reset (CVE-2023-44487): this many streams cancelled before they
+            // were served, and the connection is closed with ENHANCE_YOUR_CALM.
+            .max_pending_accept_reset_streams(Some(20))
+            .max_local_error_reset_streams(Some(1024))
+            // What a stream may buffer towards a client that does not read (a window
+            // held at zero): the guest waits, not the node's memory.
+            .max_send_buf_size(H2_SEND_BUFFER)
             .keep_alive_interval(Some(self.limits.idle_timeout / 2))
             .keep_alive_timeout(Duration::from_secs(20));
         let builder = if h2_only {
@@ -196,7 +211,7 @@ impl Front {
         } else {
             builder
         };
-        let connection = builder.serve_connection(TokioIo::new(io), service);
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
         tokio::pin!(connection);
         let mut shutdown = self.shutdown.clone();
         let mut idle_check = tokio::time::interval(self.limits.idle_timeout / 4);
@@ -268,70 +283,28 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// A connection that notes when it last read or wrote, for the idle timeout.
-struct Watched<S> {
-    inner: S,
-    /// Milliseconds since `epoch` of the last I/O.
-    activity: Arc<AtomicU64>,
+/// Notes the time in `activity` when a request starts and when it ends: the idle
+/// timeout counts from the later.
+struct Touch<'a> {
+    activity: &'a AtomicU64,
     epoch: Instant,
 }
 
-impl<S> Watched<S> {
-    fn touch(&self) {
+impl<'a> Touch<'a> {
+    fn new(activity: &'a AtomicU64, epoch: Instant) -> Touch<'a> {
+        let touch = Touch { activity, epoch };
+        touch.now();
+        touch
+    }
+
+    fn now(&self) {
         self.activity
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.touch();
-        }
-        result
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
-        result
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
-        result
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+impl Drop for Touch<'_> {
+    fn drop(&mut self) {
+        self.now();
     }
 }

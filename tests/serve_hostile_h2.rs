@@ -1,0 +1,341 @@
+//! Hostile HTTP/2 (cleartext, prior knowledge), frame by frame over a raw connection:
+//! rapid reset (CVE-2023-44487), CONTINUATION floods, SETTINGS and PING floods, more
+//! streams than allowed, a send window held at zero. Each costs the attacker its
+//! connection (or nothing grows), and another client is served meanwhile.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Node, tenant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const PING: u8 = 6;
+const GOAWAY: u8 = 7;
+const CONTINUATION: u8 = 9;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+const REFUSED_STREAM: u32 = 0x7;
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// `GET path` for `host` in HPACK: static-table `:method GET` and `:scheme http`, then
+/// `:path` and `:authority` as literals that are not indexed.
+fn get(host: &str, path: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x86];
+    for (name_index, value) in [(4u8, path), (1u8, host)] {
+        block.push(name_index);
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    block
+}
+
+/// What the node sent on a connection, read until it closed it.
+#[derive(Debug, Default)]
+struct Seen {
+    goaway: Option<u32>,
+    responses: usize,
+    resets: Vec<u32>,
+    pongs: usize,
+    data_bytes: usize,
+}
+
+/// Reads frames until the node closes the connection (or `within` passes).
+async fn read_frames(read: OwnedReadHalf, within: Duration) -> (Seen, bool) {
+    read_frames_until(read, within, |_| false).await
+}
+
+/// Reads frames until the node closes the connection, `done` says so, or `within`
+/// passes; answers whether it ended before `within`.
+async fn read_frames_until(
+    mut read: OwnedReadHalf,
+    within: Duration,
+    done: impl Fn(&Seen) -> bool,
+) -> (Seen, bool) {
+    let mut seen = Seen::default();
+    let closed = tokio::time::timeout(within, async {
+        let mut head = [0u8; 9];
+        loop {
+            if read.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let mut payload = vec![0u8; len];
+            if read.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            let code = |at: usize| {
+                payload
+                    .get(at..at + 4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            };
+            match head[3] {
+                HEADERS => seen.responses += 1,
+                RST_STREAM => seen.resets.extend(code(0)),
+                GOAWAY => seen.goaway = code(4),
+                PING if head[4] & 0x1 != 0 => seen.pongs += 1,
+                DATA => seen.data_bytes += len,
+                _ => {}
+            }
+            if done(&seen) {
+                return;
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (seen, closed)
+}
+
+/// An HTTP/2 connection to `node`, preface and empty SETTINGS sent.
+async fn connect(node: &Node, settings: &[u8]) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(node.addr)
+        .await
+        .expect("connect");
+    let mut hello = PREFACE.to_vec();
+    hello.extend(frame(SETTINGS, 0, 0, settings));
+    stream.write_all(&hello).await.expect("preface");
+    stream
+}
+
+/// Resident memory of `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .expect("VmRSS")
+        * 1024
+}
+
+async fn hello_node() -> Node {
+    Node::start(&tenant("hello", "hello", &["hello.test"], "")).await
+}
+
+async fn another_client_is_served(node: &Node, host: &str) {
+    let reply = node.get(host, "/").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn rapid_reset_costs_the_attacker_its_connection() {
+    let node = hello_node().await;
+    let stream = connect(&node, &[]).await;
+    let (read, mut write) = stream.into_split();
+    let reader = tokio::spawn(read_frames(read, Duration::from_secs(20)));
+    // Open and cancel 20,000 streams, as fast as the socket takes them.
+    let mut sent = 0;
+    'flood: for batch in 0..200u32 {
+        let mut bytes = Vec::new();
+        for i in 0..100u32 {
+            let stream_id = (batch * 100 + i) * 2 + 1;
+            bytes.extend(frame(
+                HEADERS,
+                END_STREAM | END_HEADERS,
+                stream_id,
+                &get("hello.test", "/"),
+            ));
+            bytes.extend(frame(RST_STREAM, 0, stream_id, &8u32.to_be_bytes()));
+        }
+        if write.write_all(&bytes).await.is_err() {
+            break 'flood;
+        }
+        sent += 100;
+    }
+    another_client_is_served(&node, "hello.test").await;
+    let (seen, closed) = reader.await.expect("reader");
+    assert!(
+        closed,
+        "the node kept a rapid-reset connection open: {seen:?}"
+    );
+    assert_eq!(
+        seen.goaway,
+        Some(ENHANCE_YOUR_CALM),
+        "{seen:?} after {sent} streams"
+    );
+}
+
+#[tokio::test]
+async fn a_continuation_flood_is_cut_off_early() {
+    let node = hello_node().await;
+    let before = rss(node.pid());
+    let stream = connect(&node, &[]).await;
+    let (read, mut write) = stream.into_split();
+    let reader = tokio::spawn(read_frames(read, Duration::from_secs(20)));
+    let mut opening = get("hello.test", "/");
+    opening.truncate(2);
+    write
+        .write_all(&frame(HEADERS, END_STREAM, 1, &opening))
+        .await
+        .expect("headers");
+    // Endless header bytes: a literal `x-junk` header filling each CONTINUATION frame
+    // (16,384 bytes, the default SETTINGS_MAX_FRAME_SIZE).
+    let value = 16_384 - 11;
+    let mut junk = vec![0x00, 6];
+    junk.extend_from_slice(b"x-junk");
+    // The value's length as an HPACK integer with a 7-bit prefix (RFC 7541 §5.1).
+    let rest = value - 127;
+    junk.extend_from_slice(&[0x7f, (rest & 0x7f) as u8 | 0x80, (rest >> 7) as u8]);
+    junk.resize(junk.len() + value, b'j');
+    assert_eq!(junk.len(), 16_384);
+    let flood = frame(CONTINUATION, 0, 1, &junk);
+    let mut sent = 0usize;
+    for _ in 0..10_000 {
+        if write.write_all(&flood).await.is_err() {
+            break;
+        }
+        sent += flood.len();
+    }
+    let (seen, closed) = reader.await.expect("reader");
+    assert!(closed, "the node kept a CONTINUATION flood open: {seen:?}");
+    assert_eq!(seen.goaway, Some(ENHANCE_YOUR_CALM), "{seen:?}");
+    assert!(
+        sent < 16 << 20,
+        "the node read {sent} bytes of one header block before stopping"
+    );
+    let grown = rss(node.pid()).saturating_sub(before);
+    assert!(grown < 32 << 20, "the node grew by {grown} bytes");
+    another_client_is_served(&node, "hello.test").await;
+}
+
+#[tokio::test]
+async fn settings_and_ping_floods_that_never_read_do_not_grow_the_node() {
+    let node = hello_node().await;
+    let before = rss(node.pid());
+    let mut floods = Vec::new();
+    for (kind, payload) in [(SETTINGS, &[][..]), (PING, &[7u8; 8][..])] {
+        let stream = connect(&node, &[]).await;
+        let (read, mut write) = stream.into_split();
+        floods.push(tokio::spawn(async move {
+            // Never read: every acknowledgement the node owes piles up on its side.
+            let _keep = read;
+            let bytes: Vec<u8> = (0..10_000)
+                .flat_map(|_| frame(kind, 0, 0, payload))
+                .collect();
+            let mut sent = 0usize;
+            for _ in 0..100 {
+                match tokio::time::timeout(Duration::from_secs(2), write.write_all(&bytes)).await {
+                    Ok(Ok(())) => sent += 10_000,
+                    // The node stopped reading (backpressure) or closed the connection.
+                    _ => break,
+                }
+            }
+            sent
+        }));
+    }
+    for flood in floods {
+        flood.await.expect("flood");
+    }
+    let grown = rss(node.pid()).saturating_sub(before);
+    assert!(
+        grown < 32 << 20,
+        "the node grew by {grown} bytes under the floods"
+    );
+    another_client_is_served(&node, "hello.test").await;
+}
+
+#[tokio::test]
+async fn streams_past_the_concurrency_limit_are_refused() {
+    // Slow guests hold their streams open while more are opened.
+    let node = Node::start(&tenant(
+        "limits",
+        "limits",
+        &["limits.test"],
+        "limits = { concurrency = 1000 }",
+    ))
+    .await;
+    let stream = connect(&node, &[]).await;
+    let (read, mut write) = stream.into_split();
+    let reader = tokio::spawn(read_frames_until(read, Duration::from_secs(30), |seen| {
+        seen.responses + seen.resets.len() >= 300
+    }));
+    let mut bytes = Vec::new();
+    for i in 0..300u32 {
+        bytes.extend(frame(
+            HEADERS,
+            END_STREAM | END_HEADERS,
+            i * 2 + 1,
+            &get("limits.test", "/sleep?ms=3000"),
+        ));
+    }
+    write.write_all(&bytes).await.expect("streams");
+    let (seen, _) = reader.await.expect("reader");
+    let refused = seen
+        .resets
+        .iter()
+        .filter(|code| **code == REFUSED_STREAM)
+        .count();
+    // 100 at a time per connection (SETTINGS_MAX_CONCURRENT_STREAMS); the rest refused.
+    assert_eq!((seen.responses, refused), (100, 200), "{seen:?}");
+    another_client_is_served(&node, "limits.test").await;
+}
+
+#[tokio::test]
+async fn an_idle_connection_that_answers_pings_is_still_closed() {
+    // The node's keep-alive pings must not count as activity: a client that only
+    // answers them holds a connection (and its slot in max_connections) forever.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let addr = support::free_port();
+    let config = format!(
+        "[node]\nid = \"test\"\ndata_dir = \"data\"\n\n[server]\nlisten = \"{addr}\"\nidle_timeout = \"1s\"\n\n{}",
+        tenant("hello", "hello", &["hello.test"], "")
+    );
+    let path = dir.path().join("outpost.toml");
+    std::fs::write(&path, config).expect("write config");
+    let node = Node::start_with(dir, &path, addr).await;
+    let mut stream = connect(&node, &[]).await;
+    stream
+        .write_all(&frame(
+            HEADERS,
+            END_STREAM | END_HEADERS,
+            1,
+            &get("hello.test", "/"),
+        ))
+        .await
+        .expect("request");
+    let mut pings = 0;
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        let mut head = [0u8; 9];
+        loop {
+            if stream.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let mut payload = vec![0u8; len];
+            if stream.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            match head[3] {
+                PING if head[4] & 0x1 == 0 => {
+                    pings += 1;
+                    let _ = stream.write_all(&frame(PING, 0x1, 0, &payload)).await;
+                }
+                GOAWAY => return,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "still open after answering {pings} pings");
+}
