@@ -280,3 +280,39 @@ async fn a_full_instance_pool_is_503_node_busy_and_recovers() {
         "slots come back"
     );
 }
+
+#[tokio::test]
+async fn unbounded_recursion_traps_its_request_only() {
+    let node = node().await;
+    let reply = node.get("limits.test", "/recurse").await;
+    assert_eq!(reply.status, 500, "{}", reply.body);
+    let id = reply
+        .header("x-request-id")
+        .expect("request id")
+        .to_string();
+    assert!(
+        node.logs()
+            .lines()
+            .any(|l| l.contains("call stack exhausted") && l.contains(&id)),
+        "the stack overflow is logged with its request id"
+    );
+    both_tenants_still_answer(&node).await;
+}
+
+#[tokio::test]
+async fn wasi_resources_held_at_once_are_capped_per_instance() {
+    // They live in the host's memory, outside `limits.memory`.
+    let node = node().await;
+    let held = node.get("limits.test", "/resources?n=5000").await;
+    assert_eq!(held.body, "holding 5000 resources");
+    let bomb = node.get("limits.test", "/resources?n=50000").await;
+    assert_eq!(bomb.status, 500, "{}", bomb.body);
+    let id = bomb.header("x-request-id").expect("request id").to_string();
+    let logs = node.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("resource table has no free keys") && l.contains(&id)),
+        "the refusal is logged with its request id: {logs}"
+    );
+    both_tenants_still_answer(&node).await;
+}

@@ -23,6 +23,12 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// thousands).
 pub const MAX_TABLE_ELEMENTS: usize = 20_000;
 
+/// WASI resources (fields, streams, pollables, requests) one instance may hold at once.
+/// They live in host memory, outside the tenant's memory limit: wasmtime's default of a
+/// million would let one request take hundreds of MiB of the node. Real handlers hold
+/// tens; the cap turns a resource bomb into that request's trap.
+pub const MAX_RESOURCES_PER_INSTANCE: usize = 10_000;
+
 /// Per slot, how much of a memory is reset in place (and kept mapped) rather than
 /// decommitted when its instance ends.
 const KEEP_RESIDENT_BYTES: usize = 4 << 20;

@@ -19,7 +19,7 @@ use wasmtime_wasi_http::handler::{
 };
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
-use crate::engine::MAX_TABLE_ELEMENTS;
+use crate::engine::{MAX_RESOURCES_PER_INSTANCE, MAX_TABLE_ELEMENTS};
 use crate::error::limit_in;
 use crate::guest_log::{GuestLog, GuestStream};
 use crate::guest_state::GuestState;
@@ -64,8 +64,10 @@ impl TenantInstances {
                 scope.clone(),
             ))
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES_PER_INSTANCE);
         let state = GuestState {
-            table: ResourceTable::new(),
+            table,
             wasi,
             http: WasiHttpCtx::new(),
             hooks: OutboundHooks::new(self.bindings.outbound.clone(), Box::new(scope.clone()))

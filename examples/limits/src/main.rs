@@ -19,6 +19,9 @@
 //!   request, the dirty pages exist and can be swapped out from under the instance
 //! - `/sniff` answers how many bytes of that buffer are not zero: 0 in a fresh instance,
 //!   whatever ran in its pool slot before (see docs/security.md, "Fresh means fresh")
+//! - `/resources?n=N` holds N WASI resources (`wasi:http/types.fields`) at once: over
+//!   the node's cap per instance it traps (500), and the host's memory stays bounded
+//! - `/recurse` recurses without end: the stack overflow traps this request only (500)
 //! - anything else answers `ok`
 //!
 //! Routes do not strip their prefix, so it looks only at the last path segment: mounted at
@@ -78,6 +81,12 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
             )))
         }
         "count" => Ok(Response::text(seen.to_string())),
+        "resources" => {
+            let n = number_param(&req, "n")?;
+            let held: Vec<_> = (0..n).map(|_| wasip2::http::types::Fields::new()).collect();
+            Ok(Response::text(format!("holding {} resources", held.len())))
+        }
+        "recurse" => Ok(Response::text(format!("depth {}", recurse(0)))),
         "scribble" => {
             let bytes = (number_param(&req, "kib")? as usize * 1024).min(SCRATCH_BYTES);
             let stride = number_param(&req, "stride").unwrap_or(1).max(1) as usize;
@@ -120,6 +129,14 @@ fn number_param(req: &Request, name: &str) -> Result<u64> {
     req.query_param(name)
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| Error::bad_request(format!("give ?{name}=<number>")))
+}
+
+/// Never returns: every call goes one deeper (black_box keeps it from becoming a loop).
+#[allow(unconditional_recursion, reason = "the point of /recurse")]
+fn recurse(depth: u64) -> u64 {
+    let mut frame = [depth; 16];
+    std::hint::black_box(&mut frame);
+    recurse(std::hint::black_box(depth + 1)) + frame[3]
 }
 
 fn spin_forever() -> ! {
