@@ -23,11 +23,15 @@ pub fn nats_server_binary() -> PathBuf {
     binary
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
+/// `count` distinct free ports: all are held open until every one is chosen, so the
+/// kernel cannot hand out one twice (two servers on one route port refuse to start).
+fn free_ports(count: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    held.iter()
+        .map(|listener| listener.local_addr().expect("local addr").port())
+        .collect()
 }
 
 /// One server of a [`NatsCluster`].
@@ -57,10 +61,11 @@ impl NatsCluster {
     /// `token`.
     pub async fn start_with_token(size: usize, token: Option<&str>) -> NatsCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let cluster_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let ports = free_ports(2 * size);
+        let (cluster_ports, client_ports) = ports.split_at(size);
         let mut servers = Vec::new();
         for i in 0..size {
-            let client_port = free_port();
+            let client_port = client_ports[i];
             let store = dir.path().join(format!("n{i}-store"));
             let mut config = format!(
                 "server_name: n{i}\nlisten: 127.0.0.1:{client_port}\nmax_payload: 8MB\n\
