@@ -11,6 +11,9 @@
 //!   plain `cargo test`)
 //! - `cargo xtask bench [--only hello,stores,router,cold,density,noisy,edge,fleet] [--duration S]`: builds everything
 //!   in release mode and runs the load harness against the peers (docs/benchmarks.md)
+//! - `cargo xtask fuzz <config|router|admin|bindings> [SECONDS]`: installs cargo-fuzz into
+//!   `target/tools`, then fuzzes one target with libFuzzer (default 300 s), growing its
+//!   corpus in `fuzz/corpus/`; `cargo xtask fuzz <target> --input FILE` replays one input
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -72,8 +75,52 @@ fn main() -> anyhow::Result<()> {
                 .env("OUTPOST_TEST_NATS", nats)
                 .env_remove("RUST_BACKTRACE"))
         }
-        _ => bail!("usage: cargo xtask <build-examples | demo | test | tools | bench>"),
+        "fuzz" => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            fuzz(&root, &args)
+        }
+        _ => bail!("usage: cargo xtask <build-examples | demo | test | tools | bench | fuzz>"),
     }
+}
+
+/// Runs one fuzz target: for SECONDS, growing its corpus, or on one `--input`.
+/// Stable Rust: no sanitizer (`-s none`); the targets' own assertions and Rust's checks
+/// are what fail.
+fn fuzz(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    const VERSION: &str = "0.13.2";
+    let Some(target) = args.first() else {
+        bail!("usage: cargo xtask fuzz <config|router|admin|bindings> [SECONDS | --input FILE]");
+    };
+    build_examples(root)?; // the admin target serves the hello example
+    let tools = root.join("target/tools");
+    let binary = tools.join("bin/cargo-fuzz");
+    let stamp = tools.join(format!("cargo-fuzz-{VERSION}"));
+    if !(binary.exists() && stamp.exists()) {
+        run(cargo(root)
+            .args(["install", "--locked", "--root"])
+            .arg(&tools)
+            .arg(format!("cargo-fuzz@{VERSION}")))?;
+        std::fs::write(&stamp, "").context("cannot write the cargo-fuzz install stamp")?;
+    }
+    let mut command = Command::new(&binary);
+    command
+        .current_dir(root.join("fuzz"))
+        .args(["fuzz", "run", "--sanitizer", "none", target]);
+    match args.get(1).map(String::as_str) {
+        Some("--input") => {
+            let input = args.get(2).context("--input needs a file")?;
+            command.arg(std::path::absolute(input)?);
+        }
+        seconds => {
+            let seconds = seconds.unwrap_or("300");
+            command.arg(format!("corpus/{target}")).args([
+                "--",
+                &format!("-max_total_time={seconds}"),
+                "-max_len=4096",
+            ]);
+        }
+    }
+    run(&mut command)
 }
 
 fn root() -> PathBuf {

@@ -10,7 +10,6 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use outpost_config::Secret;
 use subtle::ConstantTimeEq;
@@ -78,7 +77,7 @@ impl Admin {
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
                     let admin = admin.clone();
-                    async move { Ok::<_, std::convert::Infallible>(admin.handle(request).await) }
+                    async move { Ok::<_, std::convert::Infallible>(admin.respond(request).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -89,7 +88,13 @@ impl Admin {
         }
     }
 
-    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    /// Answers one admin request: the listener's service, and the admin fuzz target's
+    /// way in (any body type, so a test can hand it bytes).
+    pub async fn respond<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -230,7 +235,7 @@ impl Admin {
         }
     }
 
-    fn authorized(&self, request: &Request<Incoming>) -> bool {
+    fn authorized<B>(&self, request: &Request<B>) -> bool {
         let Some(value) = request.headers().get(http::header::AUTHORIZATION) else {
             return false;
         };
