@@ -190,14 +190,20 @@ fn key_at(source: &str, span: std::ops::Range<usize>) -> Option<String> {
     let is_key_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.';
     let spanned = source.get(span.clone())?.trim();
     if !spanned.is_empty() && spanned.chars().all(is_key_char) {
-        let after = source[span.end..].trim_start();
+        let after = source.get(span.end..)?.trim_start();
         if after.starts_with('=') {
             return Some(spanned.to_string());
         }
     }
-    let before = source[..span.start].trim_end();
+    let before = source.get(..span.start)?.trim_end();
     let before = before.strip_suffix('=')?.trim_end();
-    let start = before.rfind(|c: char| !is_key_char(c)).map_or(0, |i| i + 1);
+    // The key starts after the last character that cannot be in one (which may be more
+    // than a byte long: `͗==` once panicked here, found by the config fuzz target).
+    let start = before
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !is_key_char(*c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
     let key = &before[start..];
     (!key.is_empty()).then(|| key.to_string())
 }

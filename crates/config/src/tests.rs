@@ -389,3 +389,25 @@ fn a_global_binding_needs_a_fleet_and_a_valid_table() {
         "{error}"
     );
 }
+
+#[test]
+fn a_syntax_error_after_a_multibyte_character_is_an_error_not_a_panic() {
+    // Found by the config fuzz target (fuzz/corpus/config/multibyte-before-equals).
+    let error = only_error("\u{357}==");
+    assert_eq!(error.location.line, 1, "{error:?}");
+    assert!(!error.message.is_empty());
+}
+
+#[test]
+fn body_prefetch_and_timeout_are_read_and_bounded() {
+    let checked = check("[server]\nbody_prefetch = \"1MiB\"\nbody_timeout = \"3s\"\n");
+    let config = checked.config.expect("valid");
+    assert_eq!(config.server.connections.body_prefetch, 1 << 20);
+    assert_eq!(
+        config.server.connections.body_timeout,
+        Duration::from_secs(3)
+    );
+    let error = only_error("[server]\nbody_prefetch = \"1GiB\"\n");
+    assert_eq!(error.key.as_deref(), Some("server.body_prefetch"));
+    assert!(error.message.contains("16MiB"), "{}", error.message);
+}
