@@ -316,3 +316,31 @@ async fn wasi_resources_held_at_once_are_capped_per_instance() {
     );
     both_tenants_still_answer(&node).await;
 }
+
+#[tokio::test]
+async fn a_log_flood_is_cut_at_the_allowance_per_request() {
+    let node = node().await;
+    // 4 MiB of stderr, sixteen times the allowance.
+    let reply = node.get("limits.test", "/shout?kib=4096").await;
+    assert_eq!(reply.body, "wrote 4096 KiB to stderr");
+    let id = reply
+        .header("x-request-id")
+        .expect("request id")
+        .to_string();
+    let logs = node.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("guest log allowance") && l.contains(&id)),
+        "the cut is logged once, with the request id"
+    );
+    let kept = logs
+        .lines()
+        .filter(|l| l.contains(&id) && l.contains("xxxxxxxxxx"))
+        .count() as u64;
+    let allowance_lines = outpost_runtime::LOG_ALLOWANCE_BYTES / 1024;
+    assert!(
+        (allowance_lines - 1..=allowance_lines).contains(&kept),
+        "{kept} lines of 1 KiB kept, for an allowance of {allowance_lines} KiB"
+    );
+    both_tenants_still_answer(&node).await;
+}

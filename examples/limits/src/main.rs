@@ -21,6 +21,8 @@
 //!   whatever ran in its pool slot before (see docs/security.md, "Fresh means fresh")
 //! - `/resources?n=N` holds N WASI resources (`wasi:http/types.fields`) at once: over
 //!   the node's cap per instance it traps (500), and the host's memory stays bounded
+//! - `/shout?kib=N` writes N KiB to stderr in 1 KiB lines: past the node's log allowance
+//!   per request the rest is dropped
 //! - `/recurse` recurses without end: the stack overflow traps this request only (500)
 //! - anything else answers `ok`
 //!
@@ -85,6 +87,14 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
             let n = number_param(&req, "n")?;
             let held: Vec<_> = (0..n).map(|_| wasip2::http::types::Fields::new()).collect();
             Ok(Response::text(format!("holding {} resources", held.len())))
+        }
+        "shout" => {
+            let kib = number_param(&req, "kib")?;
+            let line = "x".repeat(1023);
+            for _ in 0..kib {
+                eprintln!("{line}");
+            }
+            Ok(Response::text(format!("wrote {kib} KiB to stderr")))
         }
         "recurse" => Ok(Response::text(format!("depth {}", recurse(0)))),
         "scribble" => {
