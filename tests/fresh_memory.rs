@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Node, tenant, write_config_with};
+use support::{Node, proc_status_bytes, tenant, write_config_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
@@ -69,23 +69,6 @@ fn run(program: &str, args: &[&std::ffi::OsStr]) {
 
 fn swap_is_active() -> bool {
     std::fs::read_to_string("/proc/swaps").is_ok_and(|swaps| swaps.lines().count() > 1)
-}
-
-/// Bytes of `pid` in swap (`VmSwap` in /proc/PID/status).
-fn swapped_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmSwap:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .expect("VmSwap in /proc/PID/status")
-        * 1024
 }
 
 /// Asks the kernel to swap out every writable private mapping of `pid` now
@@ -196,9 +179,9 @@ async fn a_slot_whose_dirty_pages_were_swapped_out_is_still_fresh_for_the_next_t
             .await
             .expect("the writer reached the origin")
             .expect("origin running");
-        let before = swapped_bytes(node.pid());
+        let before = proc_status_bytes(node.pid(), "VmSwap");
         page_out(node.pid());
-        let swapped = swapped_bytes(node.pid()).saturating_sub(before);
+        let swapped = proc_status_bytes(node.pid(), "VmSwap").saturating_sub(before);
         release.send(()).expect("release the writer");
         swapped
     };

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Node, tenant};
+use support::{Node, proc_status_bytes, tenant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 
@@ -44,6 +44,16 @@ fn get(host: &str, path: &str) -> Vec<u8> {
     block
 }
 
+/// The next frame's type, flags and payload; `None` once the connection ends.
+async fn read_frame(read: &mut (impl AsyncReadExt + Unpin)) -> Option<(u8, u8, Vec<u8>)> {
+    let mut head = [0u8; 9];
+    read.read_exact(&mut head).await.ok()?;
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut payload = vec![0u8; len];
+    read.read_exact(&mut payload).await.ok()?;
+    Some((head[3], head[4], payload))
+}
+
 /// What the node sent on a connection, read until it closed it.
 #[derive(Debug, Default)]
 struct Seen {
@@ -68,26 +78,18 @@ async fn read_frames_until(
 ) -> (Seen, bool) {
     let mut seen = Seen::default();
     let closed = tokio::time::timeout(within, async {
-        let mut head = [0u8; 9];
-        loop {
-            if read.read_exact(&mut head).await.is_err() {
-                return;
-            }
-            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-            let mut payload = vec![0u8; len];
-            if read.read_exact(&mut payload).await.is_err() {
-                return;
-            }
+        while let Some((kind, flags, payload)) = read_frame(&mut read).await {
+            let len = payload.len();
             let code = |at: usize| {
                 payload
                     .get(at..at + 4)
                     .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
             };
-            match head[3] {
+            match kind {
                 HEADERS => seen.responses += 1,
                 RST_STREAM => seen.resets.extend(code(0)),
                 GOAWAY => seen.goaway = code(4),
-                PING if head[4] & 0x1 != 0 => seen.pongs += 1,
+                PING if flags & 0x1 != 0 => seen.pongs += 1,
                 DATA => seen.data_bytes += len,
                 _ => {}
             }
@@ -110,23 +112,6 @@ async fn connect(node: &Node, settings: &[u8]) -> tokio::net::TcpStream {
     hello.extend(frame(SETTINGS, 0, 0, settings));
     stream.write_all(&hello).await.expect("preface");
     stream
-}
-
-/// Resident memory of `pid`, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .expect("VmRSS")
-        * 1024
 }
 
 async fn hello_node() -> Node {
@@ -179,7 +164,7 @@ async fn rapid_reset_costs_the_attacker_its_connection() {
 #[tokio::test]
 async fn a_continuation_flood_is_cut_off_early() {
     let node = hello_node().await;
-    let before = rss(node.pid());
+    let before = proc_status_bytes(node.pid(), "VmRSS");
     let stream = connect(&node, &[]).await;
     let (read, mut write) = stream.into_split();
     let reader = tokio::spawn(read_frames(read, Duration::from_secs(20)));
@@ -214,7 +199,7 @@ async fn a_continuation_flood_is_cut_off_early() {
         sent < 16 << 20,
         "the node read {sent} bytes of one header block before stopping"
     );
-    let grown = rss(node.pid()).saturating_sub(before);
+    let grown = proc_status_bytes(node.pid(), "VmRSS").saturating_sub(before);
     assert!(grown < 32 << 20, "the node grew by {grown} bytes");
     another_client_is_served(&node, "hello.test").await;
 }
@@ -222,7 +207,7 @@ async fn a_continuation_flood_is_cut_off_early() {
 #[tokio::test]
 async fn settings_and_ping_floods_that_never_read_do_not_grow_the_node() {
     let node = hello_node().await;
-    let before = rss(node.pid());
+    let before = proc_status_bytes(node.pid(), "VmRSS");
     let mut floods = Vec::new();
     for (kind, payload) in [(SETTINGS, &[][..]), (PING, &[7u8; 8][..])] {
         let stream = connect(&node, &[]).await;
@@ -247,7 +232,7 @@ async fn settings_and_ping_floods_that_never_read_do_not_grow_the_node() {
     for flood in floods {
         flood.await.expect("flood");
     }
-    let grown = rss(node.pid()).saturating_sub(before);
+    let grown = proc_status_bytes(node.pid(), "VmRSS").saturating_sub(before);
     assert!(
         grown < 32 << 20,
         "the node grew by {grown} bytes under the floods"
@@ -316,18 +301,9 @@ async fn an_idle_connection_that_answers_pings_is_still_closed() {
         .expect("request");
     let mut pings = 0;
     let closed = tokio::time::timeout(Duration::from_secs(15), async {
-        let mut head = [0u8; 9];
-        loop {
-            if stream.read_exact(&mut head).await.is_err() {
-                return;
-            }
-            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-            let mut payload = vec![0u8; len];
-            if stream.read_exact(&mut payload).await.is_err() {
-                return;
-            }
-            match head[3] {
-                PING if head[4] & 0x1 == 0 => {
+        while let Some((kind, flags, payload)) = read_frame(&mut stream).await {
+            match kind {
+                PING if flags & 0x1 == 0 => {
                     pings += 1;
                     let _ = stream.write_all(&frame(PING, 0x1, 0, &payload)).await;
                 }

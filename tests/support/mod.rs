@@ -85,6 +85,24 @@ pub fn write_config_with(dir: &Path, max_instances: u32, tenants: &str) -> (Path
     (path, addr)
 }
 
+/// A byte count from `/proc/PID/status` (`VmRSS`, `VmSwap`: given there in kB).
+#[allow(dead_code, reason = "not every test binary measures the node")]
+pub fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+        * 1024
+}
+
 pub fn free_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local addr")

@@ -166,6 +166,28 @@ fn deadline() -> std::time::Instant {
     std::time::Instant::now() + std::time::Duration::from_millis(100)
 }
 
+fn kv_view<'a>(bindings: &'a TenantBindings, table: &'a mut ResourceTable) -> KvCtxView<'a> {
+    KvCtxView {
+        ctx: &bindings.kv,
+        table,
+    }
+}
+
+fn sql_view<'a>(bindings: &'a TenantBindings, table: &'a mut ResourceTable) -> SqlCtxView<'a> {
+    SqlCtxView {
+        ctx: &bindings.sql,
+        table,
+        deadline: Some(deadline()),
+    }
+}
+
+fn blob_view<'a>(bindings: &'a TenantBindings, table: &'a mut ResourceTable) -> BlobCtxView<'a> {
+    BlobCtxView {
+        ctx: &bindings.blob,
+        table,
+    }
+}
+
 fn borrow<T: 'static>(handle: &Resource<T>) -> Resource<T> {
     Resource::new_borrow(handle.rep())
 }
@@ -178,39 +200,17 @@ pub fn run(data: &[u8]) {
     fixture.runtime.block_on(async {
         let bindings = &fixture.bindings;
         let mut table = ResourceTable::new();
-        let store = kv::HostStore::open(
-            &mut KvCtxView {
-                ctx: &bindings.kv,
-                table: &mut table,
-            },
-            "KV".into(),
-        )
-        .await
-        .expect("open KV");
-        let database = sql::HostDatabase::open(
-            &mut SqlCtxView {
-                ctx: &bindings.sql,
-                table: &mut table,
-                deadline: Some(deadline()),
-            },
-            "DB".into(),
-        )
-        .await
-        .expect("open DB");
-        let bucket = blob::HostBucket::open(
-            &mut BlobCtxView {
-                ctx: &bindings.blob,
-                table: &mut table,
-            },
-            "FILES".into(),
-        )
-        .await
-        .expect("open FILES");
+        let store = kv::HostStore::open(&mut kv_view(bindings, &mut table), "KV".into())
+            .await
+            .expect("open KV");
+        let database = sql::HostDatabase::open(&mut sql_view(bindings, &mut table), "DB".into())
+            .await
+            .expect("open DB");
+        let bucket = blob::HostBucket::open(&mut blob_view(bindings, &mut table), "FILES".into())
+            .await
+            .expect("open FILES");
         for op in ops.into_iter().take(64) {
-            let mut kv_view = KvCtxView {
-                ctx: &bindings.kv,
-                table: &mut table,
-            };
+            let mut kv_view = kv_view(bindings, &mut table);
             match op {
                 Op::KvPut {
                     key,
@@ -310,11 +310,7 @@ pub fn run(data: &[u8]) {
                     sql: statement,
                     params,
                 } => {
-                    let mut view = SqlCtxView {
-                        ctx: &bindings.sql,
-                        table: &mut table,
-                        deadline: Some(deadline()),
-                    };
+                    let mut view = sql_view(bindings, &mut table);
                     let _ = sql::HostDatabase::query(
                         &mut view,
                         borrow(&database),
@@ -327,11 +323,7 @@ pub fn run(data: &[u8]) {
                     sql: statement,
                     params,
                 } => {
-                    let mut view = SqlCtxView {
-                        ctx: &bindings.sql,
-                        table: &mut table,
-                        deadline: Some(deadline()),
-                    };
+                    let mut view = sql_view(bindings, &mut table);
                     let _ = sql::HostDatabase::execute(
                         &mut view,
                         borrow(&database),
@@ -349,19 +341,12 @@ pub fn run(data: &[u8]) {
                             params: values(p),
                         })
                         .collect();
-                    let mut view = SqlCtxView {
-                        ctx: &bindings.sql,
-                        table: &mut table,
-                        deadline: Some(deadline()),
-                    };
+                    let mut view = sql_view(bindings, &mut table);
                     let _ =
                         sql::HostDatabase::batch(&mut view, borrow(&database), statements).await;
                 }
                 Op::BlobHead { key } => {
-                    let mut view = BlobCtxView {
-                        ctx: &bindings.blob,
-                        table: &mut table,
-                    };
+                    let mut view = blob_view(bindings, &mut table);
                     let _ = blob::HostBucket::head(&mut view, borrow(&bucket), key).await;
                 }
                 Op::BlobGet { key, range } => {
@@ -370,10 +355,7 @@ pub fn run(data: &[u8]) {
                         Range::Bounded(o, l) => blob::ByteRange::Bounded((o, l)),
                         Range::Suffix(l) => blob::ByteRange::Suffix(l),
                     });
-                    let mut view = BlobCtxView {
-                        ctx: &bindings.blob,
-                        table: &mut table,
-                    };
+                    let mut view = blob_view(bindings, &mut table);
                     if let Ok(Some(object)) =
                         blob::HostBucket::get(&mut view, borrow(&bucket), key, range).await
                     {
@@ -381,10 +363,7 @@ pub fn run(data: &[u8]) {
                     }
                 }
                 Op::BlobDelete { key } => {
-                    let mut view = BlobCtxView {
-                        ctx: &bindings.blob,
-                        table: &mut table,
-                    };
+                    let mut view = blob_view(bindings, &mut table);
                     let _ = blob::HostBucket::delete(&mut view, borrow(&bucket), key).await;
                 }
                 Op::BlobList {
@@ -399,10 +378,7 @@ pub fn run(data: &[u8]) {
                         cursor,
                         limit,
                     };
-                    let mut view = BlobCtxView {
-                        ctx: &bindings.blob,
-                        table: &mut table,
-                    };
+                    let mut view = blob_view(bindings, &mut table);
                     if let Ok(listed) =
                         blob::HostBucket::list(&mut view, borrow(&bucket), options).await
                     {
@@ -418,30 +394,8 @@ pub fn run(data: &[u8]) {
                 }
             }
         }
-        let _ = kv::HostStore::drop(
-            &mut KvCtxView {
-                ctx: &bindings.kv,
-                table: &mut table,
-            },
-            store,
-        )
-        .await;
-        let _ = sql::HostDatabase::drop(
-            &mut SqlCtxView {
-                ctx: &bindings.sql,
-                table: &mut table,
-                deadline: Some(deadline()),
-            },
-            database,
-        )
-        .await;
-        let _ = blob::HostBucket::drop(
-            &mut BlobCtxView {
-                ctx: &bindings.blob,
-                table: &mut table,
-            },
-            bucket,
-        )
-        .await;
+        let _ = kv::HostStore::drop(&mut kv_view(bindings, &mut table), store).await;
+        let _ = sql::HostDatabase::drop(&mut sql_view(bindings, &mut table), database).await;
+        let _ = blob::HostBucket::drop(&mut blob_view(bindings, &mut table), bucket).await;
     });
 }
