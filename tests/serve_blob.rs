@@ -9,6 +9,7 @@ use http::Method;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use support::{Node, Reply, S3Server, strings, tenant, write_config};
+use tokio::io::AsyncWriteExt;
 
 const HOST: &str = "files.test";
 
@@ -330,4 +331,76 @@ async fn s3_objects_land_under_the_configured_prefix() {
         std::fs::read_to_string(&stored).expect("the object on the S3 server's disk"),
         "hi"
     );
+}
+
+/// Bytes in the files under `dir`, all the way down.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => bytes_under(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn an_upload_cut_by_sigkill_is_never_visible_and_the_rest_survive() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let blobs = dir.path().join("data/blobs/files/FILES");
+    let extra = "blob = { FILES = {} }";
+    let (config, addr) = write_config(dir.path(), &tenant("files", "blob-files", &[HOST], extra));
+    let node = Node::start_with(dir, &config, addr).await;
+    let whole = call(&node, Method::PUT, "/files/whole.txt", &[], "all of it").await;
+    assert_eq!(whole.status, 201, "{}", whole.body);
+
+    // Half of a 16 MiB upload, then the node dies while it is writing it.
+    const LENGTH: usize = 16 << 20;
+    let mut upload = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head =
+        format!("PUT /files/torn.bin HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {LENGTH}\r\n\r\n");
+    upload.write_all(head.as_bytes()).await.expect("head");
+    let before = bytes_under(&blobs);
+    upload
+        .write_all(&vec![b't'; LENGTH / 2])
+        .await
+        .expect("half the body");
+    let started = std::time::Instant::now();
+    while bytes_under(&blobs) < before + (1 << 20) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the node never started writing the upload"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let dir = node.stop(); // SIGKILL
+    drop(upload);
+
+    let node = Node::start_with(dir, &config, addr).await;
+    let torn = call(&node, Method::GET, "/files/torn.bin", &[], "").await;
+    assert_eq!(
+        torn.status,
+        404,
+        "a partial object is visible: {} bytes",
+        torn.body.len()
+    );
+    let kept = call(&node, Method::GET, "/files/whole.txt", &[], "").await;
+    assert_eq!((kept.status, kept.body.as_str()), (200, "all of it"));
+    let listing: serde_json::Value =
+        serde_json::from_str(&call(&node, Method::GET, "/files", &[], "").await.body)
+            .expect("listing json");
+    assert_eq!(
+        strings(&listing["objects"], "key"),
+        ["whole.txt"],
+        "{listing}"
+    );
+    // The same key takes a whole upload after the crash.
+    let again = call(&node, Method::PUT, "/files/torn.bin", &[], "whole now").await;
+    assert_eq!(again.status, 201, "{}", again.body);
+    let read = call(&node, Method::GET, "/files/torn.bin", &[], "").await;
+    assert_eq!(read.body, "whole now");
 }

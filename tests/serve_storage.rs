@@ -179,3 +179,72 @@ async fn acknowledged_writes_survive_kill_9() {
         .await;
     assert_eq!(sql.status, 201, "{}", sql.body);
 }
+
+#[tokio::test]
+async fn an_sql_batch_cut_by_sigkill_is_all_or_nothing() {
+    const ROWS: usize = 300;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (config, addr) = write_config(dir.path(), &storage_tenants());
+    let node = std::sync::Arc::new(Node::start_with(dir, &config, addr).await);
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (enough, mut enough_seen) = tokio::sync::mpsc::channel::<()>(1);
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..4 {
+        let (node, acknowledged, enough) = (node.clone(), acknowledged.clone(), enough.clone());
+        writers.spawn(async move {
+            for round in 0.. {
+                let batch = format!("w{writer}r{round}");
+                let titles: Vec<String> = (0..ROWS).map(|i| format!("{batch}-{i}")).collect();
+                let body = serde_json::to_string(&titles).expect("json");
+                let (status, _, _) = node
+                    .send_bytes(
+                        Method::POST,
+                        "todo-a.test",
+                        "/todos/bulk",
+                        &[],
+                        Bytes::from(body),
+                    )
+                    .await;
+                assert_eq!(status, 201);
+                let mut done = acknowledged.lock().expect("lock");
+                done.push(batch);
+                if done.len() >= 12 {
+                    let _ = enough.try_send(());
+                }
+            }
+        });
+    }
+    enough_seen.recv().await.expect("writers running");
+    // SIGKILL with batches in flight; the writers' requests fail with the node (their
+    // tasks end in a panic, which is expected here).
+    let pid = node.pid();
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    while let Some(ended) = writers.join_next().await {
+        assert!(ended.is_err(), "a writer stopped before the node died");
+    }
+    let node = std::sync::Arc::into_inner(node).expect("writers are done");
+    let dir = node.stop();
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+
+    let node = Node::start_with(dir, &config, addr).await;
+    let todos: Value =
+        serde_json::from_str(&node.get("todo-a.test", "/todos").await.body).expect("json");
+    let mut rows_per_batch = std::collections::BTreeMap::<String, usize>::new();
+    for title in strings(&todos, "title") {
+        let batch = title.split('-').next().expect("batch").to_string();
+        *rows_per_batch.entry(batch).or_default() += 1;
+    }
+    for (batch, rows) in &rows_per_batch {
+        assert_eq!(*rows, ROWS, "batch {batch} is torn: {rows} of {ROWS} rows");
+    }
+    for batch in &acknowledged {
+        assert!(
+            rows_per_batch.contains_key(batch),
+            "acknowledged batch {batch} was lost"
+        );
+    }
+}
