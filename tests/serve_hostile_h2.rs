@@ -315,3 +315,47 @@ async fn an_idle_connection_that_answers_pings_is_still_closed() {
     .await;
     assert!(closed.is_ok(), "still open after answering {pings} pings");
 }
+
+#[tokio::test]
+async fn streams_stalled_on_a_zero_window_hold_a_bounded_buffer_each() {
+    // Static files, so what grows is the node's send buffers and not guest instances.
+    let site = tempfile::tempdir().expect("site");
+    std::fs::write(site.path().join("big.bin"), vec![b'b'; 2 << 20]).expect("big file");
+    let node = Node::start(&tenant(
+        "site",
+        "hello",
+        &["site.test"],
+        &format!(
+            "assets = {{ directory = {:?} }}",
+            site.path().display().to_string()
+        ),
+    ))
+    .await;
+    let before = proc_status_bytes(node.pid(), "VmRSS");
+    // SETTINGS_INITIAL_WINDOW_SIZE = 0: the node may send no DATA on any stream.
+    let stream = connect(&node, &[0x00, 0x04, 0, 0, 0, 0]).await;
+    let (read, mut write) = stream.into_split();
+    let reader = tokio::spawn(read_frames_until(read, Duration::from_secs(30), |seen| {
+        seen.responses >= 100
+    }));
+    let mut bytes = Vec::new();
+    for i in 0..100u32 {
+        bytes.extend(frame(
+            HEADERS,
+            END_STREAM | END_HEADERS,
+            i * 2 + 1,
+            &get("site.test", "/big.bin"),
+        ));
+    }
+    write.write_all(&bytes).await.expect("streams");
+    let (seen, _) = reader.await.expect("reader");
+    assert_eq!((seen.responses, seen.data_bytes), (100, 0), "{seen:?}");
+    // 100 × 2 MiB asked for; each stream may hold 64 KiB (and the file reader's chunk).
+    let grown = proc_status_bytes(node.pid(), "VmRSS").saturating_sub(before);
+    assert!(
+        grown < 24 << 20,
+        "100 stalled streams grew the node by {grown} bytes"
+    );
+    another_client_is_served(&node, "site.test").await;
+    drop(write);
+}

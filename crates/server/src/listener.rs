@@ -21,8 +21,9 @@ use crate::Node;
 /// HTTP/2 streams one connection may have open at once (hyper's default is 200).
 const MAX_STREAMS_PER_CONNECTION: u32 = 100;
 
-/// What one HTTP/2 stream buffers for a client that is not reading (hyper's default is
-/// 400 KiB): 100 stalled streams hold 6.4 MiB, not 40.
+/// What one HTTP/2 stream may buffer for a client that reads slowly (hyper's default is
+/// 400 KiB). A window held at zero buffers nothing: hyper waits for send capacity before
+/// it reads the body.
 const H2_SEND_BUFFER: usize = 64 << 10;
 
 /// The listeners' gauges, read at each scrape.
@@ -201,8 +202,8 @@ impl Front {
             // were served, and the connection is closed with ENHANCE_YOUR_CALM.
             .max_pending_accept_reset_streams(Some(20))
             .max_local_error_reset_streams(Some(1024))
-            // What a stream may buffer towards a client that does not read (a window
-            // held at zero): the guest waits, not the node's memory.
+            // What a stream may buffer towards a slow reader: the body's producer
+            // waits, not the node's memory.
             .max_send_buf_size(H2_SEND_BUFFER)
             .keep_alive_interval(Some(self.limits.idle_timeout / 2))
             .keep_alive_timeout(Duration::from_secs(20));
