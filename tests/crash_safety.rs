@@ -20,11 +20,9 @@ struct Setup {
     admin: SocketAddr,
 }
 
+/// The tenant `name`, serving the hello example on `route`.
 fn tenant(name: &str, route: &str) -> String {
-    format!(
-        "[[tenant]]\nname = {name:?}\ncomponent = {:?}\nroutes = [{route:?}]\n\n",
-        example("hello").display().to_string()
-    )
+    support::tenant(name, "hello", &[route], "")
 }
 
 fn write(setup: &Setup, tenants: &str) {

@@ -157,22 +157,10 @@ async fn a_pipelining_flood_is_answered_in_order_while_others_are_served() {
     }
 }
 
-/// A node whose `[server]` section also has `server` (extra keys), serving `tenants`.
-async fn node_with_server(server: &str, tenants: &str) -> Node {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let addr = support::free_port();
-    let config = format!(
-        "[node]\nid = \"test\"\ndata_dir = \"data\"\n\n[server]\nlisten = \"{addr}\"\n{server}\n\n{tenants}"
-    );
-    let path = dir.path().join("outpost.toml");
-    std::fs::write(&path, config).expect("write config");
-    Node::start_with(dir, &path, addr).await
-}
-
 #[tokio::test]
 async fn a_slow_request_body_waits_on_the_node_not_in_the_tenants_only_slot() {
     // One slot: a slow body that reached the guest would hold it (slowhttptest -B).
-    let node = node_with_server(
+    let node = Node::start_with_server(
         "body_timeout = \"1s\"",
         &tenant(
             "echo",

@@ -44,6 +44,20 @@ fn get(host: &str, path: &str) -> Vec<u8> {
     block
 }
 
+/// `count` complete GET requests on streams 1, 3, 5, …, sent in one write.
+fn requests(count: u32, host: &str, path: &str) -> Vec<u8> {
+    (0..count)
+        .flat_map(|i| {
+            frame(
+                HEADERS,
+                END_STREAM | END_HEADERS,
+                i * 2 + 1,
+                &get(host, path),
+            )
+        })
+        .collect()
+}
+
 /// The next frame's type, flags and payload; `None` once the connection ends.
 async fn read_frame(read: &mut (impl AsyncReadExt + Unpin)) -> Option<(u8, u8, Vec<u8>)> {
     let mut head = [0u8; 9];
@@ -255,16 +269,10 @@ async fn streams_past_the_concurrency_limit_are_refused() {
     let reader = tokio::spawn(read_frames_until(read, Duration::from_secs(30), |seen| {
         seen.responses + seen.resets.len() >= 300
     }));
-    let mut bytes = Vec::new();
-    for i in 0..300u32 {
-        bytes.extend(frame(
-            HEADERS,
-            END_STREAM | END_HEADERS,
-            i * 2 + 1,
-            &get("limits.test", "/sleep?ms=3000"),
-        ));
-    }
-    write.write_all(&bytes).await.expect("streams");
+    write
+        .write_all(&requests(300, "limits.test", "/sleep?ms=3000"))
+        .await
+        .expect("streams");
     let (seen, _) = reader.await.expect("reader");
     let refused = seen
         .resets
@@ -280,15 +288,11 @@ async fn streams_past_the_concurrency_limit_are_refused() {
 async fn an_idle_connection_that_answers_pings_is_still_closed() {
     // The node's keep-alive pings must not count as activity: a client that only
     // answers them holds a connection (and its slot in max_connections) forever.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let addr = support::free_port();
-    let config = format!(
-        "[node]\nid = \"test\"\ndata_dir = \"data\"\n\n[server]\nlisten = \"{addr}\"\nidle_timeout = \"1s\"\n\n{}",
-        tenant("hello", "hello", &["hello.test"], "")
-    );
-    let path = dir.path().join("outpost.toml");
-    std::fs::write(&path, config).expect("write config");
-    let node = Node::start_with(dir, &path, addr).await;
+    let node = Node::start_with_server(
+        "idle_timeout = \"1s\"",
+        &tenant("hello", "hello", &["hello.test"], ""),
+    )
+    .await;
     let mut stream = connect(&node, &[]).await;
     stream
         .write_all(&frame(
@@ -338,16 +342,10 @@ async fn streams_stalled_on_a_zero_window_hold_a_bounded_buffer_each() {
     let reader = tokio::spawn(read_frames_until(read, Duration::from_secs(30), |seen| {
         seen.responses >= 100
     }));
-    let mut bytes = Vec::new();
-    for i in 0..100u32 {
-        bytes.extend(frame(
-            HEADERS,
-            END_STREAM | END_HEADERS,
-            i * 2 + 1,
-            &get("site.test", "/big.bin"),
-        ));
-    }
-    write.write_all(&bytes).await.expect("streams");
+    write
+        .write_all(&requests(100, "site.test", "/big.bin"))
+        .await
+        .expect("streams");
     let (seen, _) = reader.await.expect("reader");
     assert_eq!((seen.responses, seen.data_bytes), (100, 0), "{seen:?}");
     // 100 × 2 MiB asked for; each stream may hold 64 KiB (and the file reader's chunk).

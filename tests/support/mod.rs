@@ -76,9 +76,19 @@ pub fn write_config(dir: &Path, tenants: &str) -> (PathBuf, SocketAddr) {
 
 /// Like [`write_config`], with `max_instances` pool slots.
 pub fn write_config_with(dir: &Path, max_instances: u32, tenants: &str) -> (PathBuf, SocketAddr) {
+    write_config_full(dir, max_instances, "", tenants)
+}
+
+/// Like [`write_config_with`], with `server` (lines of `[server]` keys) after `listen`.
+pub fn write_config_full(
+    dir: &Path,
+    max_instances: u32,
+    server: &str,
+    tenants: &str,
+) -> (PathBuf, SocketAddr) {
     let addr = free_port();
     let config = format!(
-        "[node]\nid = \"test\"\ndata_dir = \"data\"\nmax_instances = {max_instances}\n\n[server]\nlisten = \"{addr}\"\n\n{tenants}"
+        "[node]\nid = \"test\"\ndata_dir = \"data\"\nmax_instances = {max_instances}\n\n[server]\nlisten = \"{addr}\"\n{server}\n\n{tenants}"
     );
     let path = dir.join("outpost.toml");
     std::fs::write(&path, config).expect("write config");
@@ -135,6 +145,14 @@ impl Node {
     pub async fn start(tenants: &str) -> Node {
         let dir = tempfile::tempdir().expect("temp dir");
         let (config, addr) = write_config(dir.path(), tenants);
+        Node::start_with(dir, &config, addr).await
+    }
+
+    /// Starts a node whose `[server]` section also has `server` (extra keys).
+    #[allow(dead_code, reason = "not every test binary sets server keys")]
+    pub async fn start_with_server(server: &str, tenants: &str) -> Node {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (config, addr) = write_config_full(dir.path(), TEST_MAX_INSTANCES, server, tenants);
         Node::start_with(dir, &config, addr).await
     }
 

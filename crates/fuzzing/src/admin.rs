@@ -141,7 +141,7 @@ pub fn run(data: &[u8]) {
     let open = method == "GET" && matches!(path.trim_matches('/'), "healthz" | "readyz");
     let right = match &input.token {
         Token::Right => true,
-        Token::Wrong(token) => token.trim() == TOKEN,
+        Token::Wrong(token) => token == TOKEN,
         Token::Missing => false,
     };
     if !open && !right {
