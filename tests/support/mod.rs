@@ -5,7 +5,7 @@
 pub mod origin;
 pub mod tls;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -119,9 +119,10 @@ pub fn proc_status_bytes(pid: u32, field: &str) -> u64 {
         * 1024
 }
 
+/// A loopback port no other server of this test process was given.
 pub fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr")
+    let port = outpost_fleet::testing::free_ports(1)[0];
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// Runs `outpost <args>` to completion; returns (exit code, stderr + stdout).
@@ -194,7 +195,9 @@ impl Node {
         };
         let started = Instant::now();
         loop {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            // Its own log line, not just an open port: the port is this node's.
+            let serving = format!("serving on http://{addr}/");
+            if node.logs().contains(&serving) {
                 return node;
             }
             if let Ok(Some(status)) = node.child.try_wait() {

@@ -23,15 +23,27 @@ pub fn nats_server_binary() -> PathBuf {
     binary
 }
 
-/// `count` distinct free ports: all are held open until every one is chosen, so the
-/// kernel cannot hand out one twice (two servers on one route port refuse to start).
-fn free_ports(count: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
-        .collect();
-    held.iter()
-        .map(|listener| listener.local_addr().expect("local addr").port())
-        .collect()
+/// `count` distinct free ports, none handed out before in this process: tests run in
+/// parallel threads, and a port freed by one test's probe can be chosen by the kernel for
+/// the next; two servers on one port would have one test talking to another's server.
+pub fn free_ports(count: usize) -> Vec<u16> {
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Held open until every one is chosen, so the kernel cannot give one twice here.
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < count {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().expect("local addr").port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            ports.push(port);
+        }
+        held.push(listener);
+    }
+    ports
 }
 
 /// One server of a [`NatsCluster`].
