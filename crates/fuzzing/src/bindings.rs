@@ -13,6 +13,7 @@ use outpost_bindings::sql::SqlCtxView;
 use outpost_bindings::{NodeStores, TenantBindings};
 use outpost_config::Config;
 use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::p2::Pollable;
 
 struct Fixture {
     runtime: tokio::runtime::Runtime,
@@ -82,6 +83,14 @@ enum Op {
     },
     SqlBatch {
         statements: Vec<(Sql, Vec<Param>)>,
+    },
+    BlobPut {
+        key: String,
+        content_type: Option<String>,
+        metadata: Vec<(String, String)>,
+        chunks: Vec<Vec<u8>>,
+        /// Finish the upload (else drop it: nothing may become visible).
+        finish: bool,
     },
     BlobHead {
         key: String,
@@ -179,6 +188,41 @@ fn sql_view<'a>(bindings: &'a TenantBindings, table: &'a mut ResourceTable) -> S
         table,
         deadline: Some(deadline()),
     }
+}
+
+/// Writes `chunks` (64 at most, 64 KiB each) to the upload's body as a guest would,
+/// waiting for room, and drops the stream; answers the bytes written, or `None` if the
+/// stream refused one.
+async fn write_upload(
+    bindings: &TenantBindings,
+    table: &mut ResourceTable,
+    upload: &Resource<blob::Upload>,
+    chunks: Vec<Vec<u8>>,
+) -> Option<u64> {
+    let mut view = blob_view(bindings, table);
+    let body = blob::HostUpload::body(&mut view, borrow(upload))
+        .await
+        .ok()?;
+    let mut written = Some(0);
+    for chunk in chunks.into_iter().take(64) {
+        let chunk = &chunk[..chunk.len().min(64 * 1024)];
+        let Ok(stream) = table.get_mut(&body) else {
+            break;
+        };
+        stream.ready().await;
+        let wrote = stream
+            .check_write()
+            .and_then(|_| stream.write(bytes::Bytes::copy_from_slice(chunk)));
+        written = match (written, wrote) {
+            (Some(total), Ok(())) => Some(total + chunk.len() as u64),
+            _ => None,
+        };
+        if written.is_none() {
+            break;
+        }
+    }
+    let _ = table.delete(body);
+    written
 }
 
 fn blob_view<'a>(bindings: &'a TenantBindings, table: &'a mut ResourceTable) -> BlobCtxView<'a> {
@@ -344,6 +388,52 @@ pub fn run(data: &[u8]) {
                     let mut view = sql_view(bindings, &mut table);
                     let _ =
                         sql::HostDatabase::batch(&mut view, borrow(&database), statements).await;
+                }
+                Op::BlobPut {
+                    key,
+                    content_type,
+                    metadata,
+                    chunks,
+                    finish,
+                } => {
+                    let mut view = blob_view(bindings, &mut table);
+                    let before = blob::HostBucket::head(&mut view, borrow(&bucket), key.clone())
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|info| info.size);
+                    let options = blob::PutOptions {
+                        content_type,
+                        metadata,
+                    };
+                    let put =
+                        blob::HostBucket::put(&mut view, borrow(&bucket), key.clone(), options)
+                            .await;
+                    if let Ok(upload) = put {
+                        let written = write_upload(bindings, &mut table, &upload, chunks).await;
+                        let mut view = blob_view(bindings, &mut table);
+                        let after = if finish {
+                            let info = blob::HostUpload::finish(&mut view, upload).await;
+                            info.ok().map(|info| info.size)
+                        } else {
+                            let _ = blob::HostUpload::drop(&mut view, upload).await;
+                            None
+                        };
+                        let head = blob::HostBucket::head(&mut view, borrow(&bucket), key.clone())
+                            .await
+                            .ok()
+                            .flatten()
+                            .map(|info| info.size);
+                        match after {
+                            // A stored object is whole, and is what `head` sees.
+                            Some(size) => {
+                                assert_eq!(Some(size), written, "put {key:?}: stored size");
+                                assert_eq!(head, Some(size), "put {key:?} then head");
+                            }
+                            // Dropped or failed: the old object, untouched, or none.
+                            None => assert_eq!(head, before, "an unfinished put of {key:?}"),
+                        }
+                    }
                 }
                 Op::BlobHead { key } => {
                     let mut view = blob_view(bindings, &mut table);
