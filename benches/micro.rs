@@ -31,6 +31,7 @@ fn runtime(data_dir: &Path) -> Arc<Runtime> {
             max_instances: 100,
             watch: false,
             cache_memory: outpost_config::DEFAULT_CACHE_MEMORY,
+            compile: Default::default(),
         },
         outpost_bindings::NodeStores::new(data_dir, outpost_config::DEFAULT_CACHE_MEMORY),
     )

@@ -138,6 +138,15 @@ enum Command {
         #[arg(long)]
         everything: bool,
     },
+    /// Internal: compile one component (read from stdin) into `--out`. The node runs
+    /// this in a child process for every compile, and bounds its memory and time.
+    #[command(name = "compile-component", hide = true)]
+    CompileComponent {
+        #[arg(long)]
+        max_instances: u32,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Create a guest crate NAME (in ./NAME) that builds and serves as it is.
     New {
         /// The crate's (and tenant's) name: lowercase letters, digits, `-` and `_`.
@@ -150,7 +159,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The compiler child's stderr is its error message, nothing else.
+    if !matches!(cli.command, Command::CompileComponent { .. }) {
+        init_logging(cli.log_format);
+    }
     let result = match cli.command {
         Command::Serve { config } => serve::serve(&config),
         Command::Check { config } => check(&config),
@@ -191,6 +203,16 @@ fn main() -> ExitCode {
             everything,
         } => cli::purge(&admin, &tenant, urls, prefixes, tags, everything),
         Command::New { name, path } => cli::new(&name, path),
+        Command::CompileComponent { max_instances, out } => {
+            // Only the compiler's own error, on stderr: the node reads it as the reason.
+            return match outpost_runtime::compile_component_main(max_instances, &out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(reason) => {
+                    eprintln!("{reason}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
     match result {
         Ok(code) => code,
@@ -199,6 +221,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Components are compiled by this binary in child processes, under the node's limits.
+/// `/proc/self/exe` is the running binary even after a package upgrade replaced the
+/// file: its compiler matches the engine that will load the artifact.
+fn isolated_compiler() -> anyhow::Result<outpost_runtime::Compiler> {
+    let program = PathBuf::from("/proc/self/exe");
+    anyhow::ensure!(
+        program.exists(),
+        "/proc/self/exe is missing: outpost compiles components in a child process of \
+         its own binary and needs /proc mounted"
+    );
+    Ok(outpost_runtime::Compiler::Isolated { program })
 }
 
 fn init_logging(format: LogFormat) {
@@ -219,9 +254,10 @@ fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
     let mut tenant_count = 0;
     if let Some(config) = &checked.config {
         tenant_count = config.tenants.len();
-        let runtime = Runtime::new(
+        let runtime = Runtime::with_compiler(
             &config.node,
             NodeStores::new(&config.node.data_dir, config.node.cache_memory),
+            isolated_compiler()?,
         )?;
         let (_, errors) = load_all(&runtime, config);
         problems.extend(errors);

@@ -89,7 +89,8 @@ async fn serve_config(config: Config) -> anyhow::Result<ExitCode> {
             (!hub.is_connected()).then(|| "the fleet's hub is unreachable".to_string())
         }));
     }
-    let runtime = Runtime::new(&config.node, stores.clone())?;
+    let runtime =
+        Runtime::with_compiler(&config.node, stores.clone(), crate::isolated_compiler()?)?;
     metrics.register(|registry| runtime.register_metrics(registry));
     // Tenants the fleet defined, kept from the last run: they serve before the hub answers.
     let (config, refused) = outpost_server::control::with_fleet_tenants(config);

@@ -1,6 +1,7 @@
 //! `[node]`: the node's identity and storage.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use toml::Spanned;
 
@@ -28,6 +29,28 @@ pub struct NodeConfig {
     pub watch: bool,
     /// Bytes all tenants' response caches may hold together.
     pub cache_memory: u64,
+    /// What compiling one component may take: a component built to compile for minutes
+    /// or to need gigabytes is refused, not given the node.
+    pub compile: CompileLimits,
+}
+
+/// Bounds on compiling one component (at start, deploy and reload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompileLimits {
+    /// Wall-clock time (`node.compile_timeout`).
+    pub timeout: Duration,
+    /// Memory the compiler may allocate (`node.compile_memory`).
+    pub memory: u64,
+}
+
+impl Default for CompileLimits {
+    fn default() -> CompileLimits {
+        CompileLimits {
+            // A 13 MB JavaScript engine compiles in about 10 s on one slow core.
+            timeout: Duration::from_secs(120),
+            memory: 2 << 30,
+        }
+    }
 }
 
 impl Validator<'_> {
@@ -38,6 +61,7 @@ impl Validator<'_> {
             max_instances: DEFAULT_MAX_INSTANCES,
             watch: false,
             cache_memory: crate::DEFAULT_CACHE_MEMORY,
+            compile: CompileLimits::default(),
         };
         let Some(raw) = raw.map(Spanned::into_inner) else {
             return node;
@@ -68,6 +92,34 @@ impl Validator<'_> {
                 Ok(bytes) => node.cache_memory = bytes,
                 Err(message) => {
                     let error = self.error(&memory, "node.cache_memory", message);
+                    self.errors.push(error);
+                }
+            }
+        }
+        if let Some(timeout) = raw.compile_timeout {
+            match crate::parse_duration(timeout.get_ref()) {
+                Ok(d) if !d.is_zero() => node.compile.timeout = d,
+                Ok(_) => {
+                    let error = self.error(&timeout, "node.compile_timeout", "must be above 0");
+                    self.errors.push(error);
+                }
+                Err(message) => {
+                    let error = self.error(&timeout, "node.compile_timeout", message);
+                    self.errors.push(error);
+                }
+            }
+        }
+        if let Some(memory) = raw.compile_memory {
+            match crate::limits::size(memory.get_ref()) {
+                // The compiler process itself needs some room before it compiles anything.
+                Ok(bytes) if bytes >= 64 << 20 => node.compile.memory = bytes,
+                Ok(_) => {
+                    let error =
+                        self.error(&memory, "node.compile_memory", "must be at least 64MiB");
+                    self.errors.push(error);
+                }
+                Err(message) => {
+                    let error = self.error(&memory, "node.compile_memory", message);
                     self.errors.push(error);
                 }
             }

@@ -37,6 +37,8 @@ pub(crate) struct RawNode {
     pub max_instances: Option<Spanned<u32>>,
     pub watch: Option<Spanned<bool>>,
     pub cache_memory: Option<Spanned<SizeValue>>,
+    pub compile_timeout: Option<Spanned<String>>,
+    pub compile_memory: Option<Spanned<SizeValue>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,9 +10,12 @@
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
+use outpost_config::CompileLimits;
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
+
+use crate::compiler::{CompileFailure, Compiler, compile_in_child};
 
 /// Whether a component came from the cache or was compiled now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,10 +42,21 @@ impl CacheOutcome {
 pub(crate) struct CompileCache {
     dir: PathBuf,
     engine_fingerprint: String,
+    compiler: Compiler,
+    limits: CompileLimits,
+    max_instances: u32,
 }
 
 impl CompileCache {
-    pub(crate) fn new(dir: PathBuf, engine: &Engine) -> std::io::Result<CompileCache> {
+    /// The cache in `dir`, compiling misses with `compiler` for a node with
+    /// `max_instances` slots.
+    pub(crate) fn new(
+        dir: PathBuf,
+        engine: &Engine,
+        compiler: Compiler,
+        limits: CompileLimits,
+        max_instances: u32,
+    ) -> std::io::Result<CompileCache> {
         std::fs::create_dir_all(&dir)?;
         let mut hasher = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -50,6 +64,9 @@ impl CompileCache {
         Ok(CompileCache {
             dir,
             engine_fingerprint: hex(&fingerprint[..8]),
+            compiler,
+            limits,
+            max_instances,
         })
     }
 
@@ -59,7 +76,7 @@ impl CompileCache {
         engine: &Engine,
         wasm: &[u8],
         wasm_hash: &[u8; 32],
-    ) -> wasmtime::Result<(Component, CacheOutcome)> {
+    ) -> Result<(Component, CacheOutcome), CompileFailure> {
         let path = self.artifact_path(wasm_hash);
         if path.exists() {
             // SAFETY: artifacts are only written by `store` below, into a directory the
@@ -72,13 +89,23 @@ impl CompileCache {
                 ),
             }
         }
-        let component = Component::new(engine, wasm)?;
-        if let Err(error) = self.store(&component, &path) {
-            tracing::warn!(
-                path = %path.display(),
-                "could not write the compile cache ({error}); the next start will compile again"
-            );
-        }
+        let component = match &self.compiler {
+            Compiler::InProcess => {
+                let component = Component::new(engine, wasm)?;
+                if let Err(error) = self.store(&component, &path) {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "could not write the compile cache ({error}); the next start will compile again"
+                    );
+                }
+                component
+            }
+            Compiler::Isolated { program } => {
+                compile_in_child(program, &self.limits, self.max_instances, wasm, &path)?;
+                // SAFETY: as above; the child wrote it with this engine's settings.
+                unsafe { Component::deserialize_file(engine, &path) }?
+            }
+        };
         Ok((component, CacheOutcome::Miss))
     }
 

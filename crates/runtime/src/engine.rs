@@ -12,6 +12,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::compile_cache::{CacheOutcome, CompileCache, wasm_hash};
+use crate::compiler::{CompileFailure, Compiler};
 use crate::guest_state::GuestState;
 
 /// How often the epoch advances. Each tick a busy guest yields to tokio (so it never holds
@@ -56,7 +57,7 @@ pub enum RuntimeError {
 }
 
 /// A component compiled once per process, or why it could not be.
-pub(crate) type LoadedComponent = OnceLock<Result<Component, String>>;
+pub(crate) type LoadedComponent = OnceLock<Result<Component, CompileFailure>>;
 
 /// The engine, linker and compiled components every tenant on the node shares.
 pub struct Runtime {
@@ -80,16 +81,31 @@ impl Runtime {
     /// Builds the engine for a node with `node.max_instances` instance slots; tenants'
     /// bindings come from `stores`, which the embedder built.
     pub fn new(node: &NodeConfig, stores: Arc<NodeStores>) -> Result<Arc<Runtime>, RuntimeError> {
+        Runtime::with_compiler(node, stores, Compiler::InProcess)
+    }
+
+    /// Like [`Runtime::new`], compiling components with `compiler` (a node isolates
+    /// them in child processes under its compile limits).
+    pub fn with_compiler(
+        node: &NodeConfig,
+        stores: Arc<NodeStores>,
+        compiler: Compiler,
+    ) -> Result<Arc<Runtime>, RuntimeError> {
         let engine = Engine::new(&engine_config(node.max_instances))
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         add_interfaces(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let cache_dir = node.data_dir.join("compiled");
-        let cache = CompileCache::new(cache_dir.clone(), &engine).map_err(|source| {
-            RuntimeError::Cache {
-                path: cache_dir,
-                source,
-            }
+        let cache = CompileCache::new(
+            cache_dir.clone(),
+            &engine,
+            compiler,
+            node.compile,
+            node.max_instances,
+        )
+        .map_err(|source| RuntimeError::Cache {
+            path: cache_dir,
+            source,
         })?;
         let ticker = EpochTicker::spawn(engine.clone());
         Ok(Arc::new(Runtime {
@@ -117,7 +133,9 @@ impl Runtime {
         self.cache
             .load(&self.engine, wasm, &hash)
             .map(|(_, outcome)| outcome)
-            .map_err(|e| format!("{e:#}"))
+            .map_err(|failure| match failure {
+                CompileFailure::Invalid(reason) | CompileFailure::Stopped(reason) => reason,
+            })
     }
 
     /// Compiles (or loads from the cache) the component in `wasm`. The returned cell keeps
@@ -125,7 +143,7 @@ impl Runtime {
     pub(crate) fn component(
         &self,
         wasm: &[u8],
-    ) -> Result<(Component, CacheOutcome, [u8; 32], Arc<LoadedComponent>), String> {
+    ) -> Result<(Component, CacheOutcome, [u8; 32], Arc<LoadedComponent>), CompileFailure> {
         let hash = wasm_hash(wasm);
         let cell = {
             let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
@@ -147,7 +165,6 @@ impl Runtime {
                     outcome = fresh;
                     component
                 })
-                .map_err(|e| format!("{e:#}"))
         });
         let component = component.clone()?;
         Ok((component, outcome, hash, cell))
@@ -163,7 +180,7 @@ impl Runtime {
     }
 }
 
-fn engine_config(max_instances: u32) -> Config {
+pub(crate) fn engine_config(max_instances: u32) -> Config {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(max_instances)
         .total_core_instances(max_instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))

@@ -28,6 +28,15 @@ pub enum LoadError {
         /// wasmtime's explanation, with its causes.
         reason: String,
     },
+    /// Compiling the component was stopped (at `node.compile_memory` or
+    /// `node.compile_timeout`), or the compiler could not run.
+    #[error("{path} was not compiled: {reason}")]
+    NotCompiled {
+        /// Where the bytes came from (the file, or an upload).
+        path: std::path::PathBuf,
+        /// Which limit stopped it, and what to do.
+        reason: String,
+    },
     /// The component imports something outpost does not provide.
     #[error(
         "the component cannot be linked: {reason}; outpost provides WASI 0.2 and 0.3 (cli, clocks, random, io, http)"

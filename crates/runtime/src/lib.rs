@@ -7,6 +7,7 @@
 //! runs lives here.
 
 mod compile_cache;
+mod compiler;
 mod engine;
 mod error;
 mod guest_log;
@@ -19,6 +20,7 @@ mod scope;
 mod tenant;
 
 pub use compile_cache::{CacheOutcome, hex, wasm_hash};
+pub use compiler::{COMPILE_SUBCOMMAND, Compiler, compile_component_main};
 pub use engine::{EPOCH_TICK, Runtime, RuntimeError};
 pub use error::{Failure, LoadError, TenantLoadError};
 pub use guest_log::LOG_ALLOWANCE_BYTES;

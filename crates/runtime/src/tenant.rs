@@ -17,6 +17,7 @@ use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::handler::{ProxyHandler, ProxyPre};
 
 use crate::compile_cache::{CacheOutcome, hex};
+use crate::compiler::CompileFailure;
 use crate::engine::Runtime;
 use crate::error::{Failure, LoadError, TenantLoadError, classify};
 use crate::instance::TenantInstances;
@@ -128,12 +129,17 @@ impl Tenant {
                 reason: other.to_string(),
             }),
         })?;
-        let (component, cache, hash, code) = runtime.component(wasm).map_err(|reason| {
-            located(LoadError::NotAComponent {
-                path: origin.to_path_buf(),
-                reason,
-            })
-        })?;
+        let (component, cache, hash, code) =
+            runtime.component(wasm).map_err(|failure| match failure {
+                CompileFailure::Invalid(reason) => located(LoadError::NotAComponent {
+                    path: origin.to_path_buf(),
+                    reason,
+                }),
+                CompileFailure::Stopped(reason) => located(LoadError::NotCompiled {
+                    path: origin.to_path_buf(),
+                    reason,
+                }),
+            })?;
         let instance_pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
             located(LoadError::Unlinkable {
                 reason: format!("{e:#}"),
