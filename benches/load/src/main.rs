@@ -14,6 +14,7 @@ mod native;
 mod report;
 mod scenarios;
 mod servers;
+mod soak;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -52,12 +53,16 @@ enum Peer {
 /// The load harness: outpost beside its peers, each server on core 0 and wrk on core 1.
 #[derive(Parser)]
 struct Args {
-    /// Scenarios to run, comma-separated: hello, stores, router, cold, density, noisy, edge, fleet.
+    /// Scenarios to run, comma-separated: hello, stores, router, cold, density, noisy, edge,
+    /// fleet, soak.
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Seconds of load per measurement.
     #[arg(long, default_value_t = 10)]
     duration: u64,
+    /// Seconds the soak runs.
+    #[arg(long, default_value_t = 300)]
+    soak: u64,
 }
 
 struct Harness {
@@ -71,6 +76,8 @@ struct Harness {
     miniflare: Option<PathBuf>,
     wrk_script: PathBuf,
     rows: Vec<Row>,
+    /// The soak's intervals, if it ran.
+    soak: Vec<soak::SoakSample>,
     notes: Vec<String>,
     /// Only some scenarios run (`--only`): the docs' tables are left alone.
     partial: bool,
@@ -122,6 +129,9 @@ fn main() -> anyhow::Result<()> {
     if wants("fleet") {
         harness.fleet()?;
     }
+    if wants("soak") {
+        harness.soak(args.soak)?;
+    }
     harness.notes.push(format!(
         "The whole run took {:.0} s.",
         started.elapsed().as_secs_f64()
@@ -145,6 +155,7 @@ impl Harness {
             wasmtime: tools.wasmtime,
             workerd: tools.workerd,
             rows: Vec::new(),
+            soak: Vec::new(),
             notes: tools.notes,
             partial: false,
         })

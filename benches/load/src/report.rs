@@ -14,6 +14,7 @@ impl Harness {
             "date": command_text("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
             "machine": machine(),
             "rows": self.rows,
+            "soak": self.soak,
             "notes": self.notes,
         }))?;
         std::fs::write(self.work.join("results.json"), json)?;
@@ -138,6 +139,21 @@ impl Harness {
                     load.p999_ms,
                     load.errors,
                     row.rss_mib
+                );
+            }
+            md.push('\n');
+        }
+        if !self.soak.is_empty() {
+            let _ = writeln!(
+                md,
+                "### soak: 41 tenants, mixed load (hello, KV, SQL, blob, limits hit), a deploy every 3 s\n\n\
+                 | s | req/s | unexpected | limits hit | deploys | p50 ms | p99 ms | RSS MiB |\n|---:|---:|---:|---:|---:|---:|---:|---:|"
+            );
+            for s in &self.soak {
+                let _ = writeln!(
+                    md,
+                    "| {:.0} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {:.1} |",
+                    s.at_s, s.rps, s.unexpected, s.limit_hits, s.deploys, s.p50_ms, s.p99_ms, s.rss_mib
                 );
             }
             md.push('\n');
