@@ -147,13 +147,21 @@ impl Harness {
             let _ = writeln!(
                 md,
                 "### soak: 41 tenants, mixed load (hello, KV, SQL, blob, limits hit), a deploy every 3 s\n\n\
-                 | s | req/s | unexpected | limits hit | deploys | p50 ms | p99 ms | RSS MiB |\n|---:|---:|---:|---:|---:|---:|---:|---:|"
+                 | s | req/s | unexpected | limits hit | deploys | p50 ms | p99 ms | RSS MiB | of it, warm pool slots MiB |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
             );
             for s in &self.soak {
                 let _ = writeln!(
                     md,
-                    "| {:.0} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {:.1} |",
-                    s.at_s, s.rps, s.unexpected, s.limit_hits, s.deploys, s.p50_ms, s.p99_ms, s.rss_mib
+                    "| {:.0} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {:.1} |",
+                    s.at_s,
+                    s.rps,
+                    s.unexpected,
+                    s.limit_hits,
+                    s.deploys,
+                    s.p50_ms,
+                    s.p99_ms,
+                    s.rss_mib,
+                    s.pool_mib
                 );
             }
             md.push('\n');

@@ -43,6 +43,8 @@ pub struct SoakSample {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub rss_mib: f64,
+    /// Of the RSS, what the instance pool's warm slots keep resident.
+    pub pool_mib: f64,
 }
 
 /// A request of the mix and the statuses it may get.
@@ -54,6 +56,8 @@ struct Call {
     expect: &'static [u16],
     /// The answer is a limit being enforced (counted apart).
     limit: bool,
+    /// What it is, for the latency by kind.
+    kind: &'static str,
 }
 
 /// The `n`-th request of the mix.
@@ -68,64 +72,88 @@ fn call(n: u64) -> Call {
         body: Bytes::new(),
         expect,
         limit: false,
+        kind: "hello",
     };
     match n % 16 {
         0..=3 => plain(format!("hello-{tenant}.test"), "/", &[200]),
-        4 => plain(format!("kv-{tenant}.test"), "/", &[200]),
+        4 => Call {
+            kind: "KV increment",
+            ..plain(format!("kv-{tenant}.test"), "/", &[200])
+        },
         5 => Call {
             method: "PUT",
             path: format!("/put?key=k{}", n % 100),
             body: small,
+            kind: "KV put",
             ..plain(format!("kv-{tenant}.test"), "", &[200])
         },
-        6 => plain(
-            format!("kv-{tenant}.test"),
-            &format!("/get?key=k{}", n % 100),
-            &[200, 404],
-        ),
+        6 => Call {
+            kind: "KV get",
+            ..plain(
+                format!("kv-{tenant}.test"),
+                &format!("/get?key=k{}", n % 100),
+                &[200, 404],
+            )
+        },
         7 => Call {
             method: "POST",
             path: "/todos".into(),
             body: Bytes::from(format!(r#"{{"title":"soak {n}"}}"#)),
+            kind: "SQL insert",
             ..plain(format!("sql-{tenant}.test"), "", &[201])
         },
-        8 => plain(
-            format!("sql-{tenant}.test"),
-            &format!("/todos/{}", n % 50 + 1),
-            &[200, 404],
-        ),
+        8 => Call {
+            kind: "SQL select",
+            ..plain(
+                format!("sql-{tenant}.test"),
+                &format!("/todos/{}", n % 50 + 1),
+                &[200, 404],
+            )
+        },
         9 => Call {
             method: "PUT",
             path: format!("/files/f{}", n % 20),
             body: Bytes::from(vec![b'b'; 64 * 1024]),
+            kind: "blob put 64 KiB",
             ..plain(format!("blob-{tenant}.test"), "", &[201])
         },
-        10 => plain(
-            format!("blob-{tenant}.test"),
-            &format!("/files/f{}", n % 20),
-            &[200, 404],
-        ),
+        10 => Call {
+            kind: "blob get",
+            ..plain(
+                format!("blob-{tenant}.test"),
+                &format!("/files/f{}", n % 20),
+                &[200, 404],
+            )
+        },
         // Limits hit in 3 of every 64 requests: a spin costs the node its CPU budget.
         11 if hit => Call {
             limit: true,
+            kind: "CPU limit hit",
             ..plain(format!("limits-{tenant}.test"), "/spin", &[503])
         },
         12 if hit => Call {
             limit: true,
+            kind: "memory limit hit",
             ..plain(format!("limits-{tenant}.test"), "/alloc", &[503])
         },
         13 if hit => Call {
             limit: true,
+            kind: "stack overflow",
             ..plain(format!("limits-{tenant}.test"), "/recurse", &[500])
         },
         11..=14 => plain(format!("limits-{tenant}.test"), "/ok", &[200]),
-        _ => plain("app.test".into(), "/", &[200]),
+        _ => Call {
+            kind: "redeployed tenant",
+            ..plain("app.test".into(), "/", &[200])
+        },
     }
 }
 
 #[derive(Default)]
 struct Tally {
     latencies_ms: Mutex<Vec<f64>>,
+    /// Every latency of the run by kind of request.
+    by_kind: Mutex<std::collections::BTreeMap<&'static str, Vec<f64>>>,
     requests: AtomicU64,
     unexpected: AtomicU64,
     limit_hits: AtomicU64,
@@ -212,6 +240,7 @@ impl Harness {
                             body: components[turn % 2].clone(),
                             expect: &[200],
                             limit: false,
+                            kind: "deploy",
                         };
                         turn += 1;
                         if send_to(&client, admin, &deploy, &tally, true).await {
@@ -244,9 +273,10 @@ impl Harness {
                     p50_ms: at(0.5),
                     p99_ms: at(0.99),
                     rss_mib: server.rss_mib(),
+                    pool_mib: pool_resident_mib(&client, admin).await,
                 };
                 println!(
-                    "  soak {:>5.0} s {:>7.0} req/s  unexpected {:>3}  limits {:>5}  deploys {:>2}  p50 {:>6.2} ms  p99 {:>7.2} ms  RSS {:>6.1} MiB",
+                    "  soak {:>5.0} s {:>7.0} req/s  unexpected {:>3}  limits {:>5}  deploys {:>2}  p50 {:>6.2} ms  p99 {:>7.2} ms  RSS {:>6.1} MiB  pool {:>6.1} MiB",
                     sample.at_s,
                     sample.rps,
                     sample.unexpected,
@@ -254,7 +284,8 @@ impl Harness {
                     sample.deploys,
                     sample.p50_ms,
                     sample.p99_ms,
-                    sample.rss_mib
+                    sample.rss_mib,
+                    sample.pool_mib
                 );
                 samples.push(sample);
             }
@@ -269,6 +300,16 @@ impl Harness {
         }
         let examples = tally.examples.lock().expect("tally").clone();
         self.notes.push(soak_note(&samples, &examples));
+        let mut kinds = Vec::new();
+        for (kind, latencies) in tally.by_kind.lock().expect("tally").iter_mut() {
+            latencies.sort_by(f64::total_cmp);
+            let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+            kinds.push(format!("{kind} {:.1}/{:.1}", at(0.5), at(0.99)));
+        }
+        self.notes.push(format!(
+            "soak: p50/p99 ms over the whole run, by kind of request: {}.",
+            kinds.join(", ")
+        ));
         self.soak = samples;
         Ok(())
     }
@@ -294,11 +335,15 @@ async fn send_to(
         return false;
     };
     let started = Instant::now();
+    let mut said = Bytes::new();
     let answer = match client.request(request).await {
         Ok(response) => {
             let status = response.status().as_u16();
             match response.into_body().collect().await {
-                Ok(_) => Ok(status),
+                Ok(body) => {
+                    said = body.to_bytes();
+                    Ok(status)
+                }
                 Err(e) => Err(format!("reading the body: {e}")),
             }
         }
@@ -307,6 +352,8 @@ async fn send_to(
     if !admin {
         let ms = started.elapsed().as_secs_f64() * 1e3;
         tally.latencies_ms.lock().expect("tally").push(ms);
+        let mut by_kind = tally.by_kind.lock().expect("tally");
+        by_kind.entry(call.kind).or_default().push(ms);
         tally.requests.fetch_add(1, Ordering::Relaxed);
     }
     let expected = matches!(answer, Ok(status) if call.expect.contains(&status));
@@ -317,13 +364,38 @@ async fn send_to(
         tally.unexpected.fetch_add(1, Ordering::Relaxed);
         let mut examples = tally.examples.lock().expect("tally");
         if examples.len() < 5 {
+            let said = String::from_utf8_lossy(&said[..said.len().min(80)]).into_owned();
             examples.push(format!(
-                "{} {}{} answered {answer:?}, expected {:?}",
+                "{} {}{} answered {answer:?} {said:?}, expected {:?}",
                 call.method, call.host, call.path, call.expect
             ));
         }
     }
     expected
+}
+
+/// `outpost_pool_resident_bytes` from the admin API's metrics, in MiB (0 if unread).
+async fn pool_resident_mib(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    admin: SocketAddr,
+) -> f64 {
+    let Ok(request) = hyper::Request::get(format!("http://{admin}/metrics"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Full::new(Bytes::new()))
+    else {
+        return 0.0;
+    };
+    let Ok(response) = client.request(request).await else {
+        return 0.0;
+    };
+    let Ok(body) = response.into_body().collect().await else {
+        return 0.0;
+    };
+    String::from_utf8_lossy(&body.to_bytes())
+        .lines()
+        .find_map(|line| line.strip_prefix("outpost_pool_resident_bytes "))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map_or(0.0, |bytes| bytes / (1024.0 * 1024.0))
 }
 
 /// The soak in a sentence or two: what RSS did, what the tail did, what failed.
@@ -336,7 +408,16 @@ fn soak_note(samples: &[SoakSample], examples: &[String]) -> String {
         .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
     let third = (steady.len() / 3).max(1);
     let mean = |s: &[SoakSample]| s.iter().map(|x| x.rss_mib).sum::<f64>() / s.len() as f64;
-    let (early, late) = (mean(&steady[..third]), mean(&steady[steady.len() - third..]));
+    let (early, late) = (
+        mean(&steady[..third]),
+        mean(&steady[steady.len() - third..]),
+    );
+    let outside =
+        |s: &[SoakSample]| s.iter().map(|x| x.rss_mib - x.pool_mib).sum::<f64>() / s.len() as f64;
+    let (early_outside, late_outside) = (
+        outside(&steady[..third]),
+        outside(&steady[steady.len() - third..]),
+    );
     let p99s: Vec<f64> = steady.iter().map(|s| s.p99_ms).collect();
     let worst_p99 = p99s.iter().copied().fold(0.0, f64::max);
     let unexpected: u64 = samples.iter().map(|s| s.unexpected).sum();
@@ -344,9 +425,10 @@ fn soak_note(samples: &[SoakSample], examples: &[String]) -> String {
     let deploys: u64 = samples.iter().map(|s| s.deploys).sum();
     let limits: u64 = samples.iter().map(|s| s.limit_hits).sum();
     let mut note = format!(
-        "soak: {requests} requests over {:.0} s, {limits} of them limits enforced as they should be, {deploys} deploys; {unexpected} unexpected answers. RSS after the first interval stayed between {low:.1} and {high:.1} MiB (mean of the first third {early:.1}, of the last third {late:.1}: {:+.1} MiB); p99 per interval at most {worst_p99:.1} ms.",
+        "soak: {requests} requests over {:.0} s, {limits} of them limits enforced as they should be, {deploys} deploys; {unexpected} unexpected answers. RSS after the first interval stayed between {low:.1} and {high:.1} MiB (mean of the first third {early:.1}, of the last third {late:.1}: {:+.1} MiB; less the pool's warm slots, {early_outside:.1} and {late_outside:.1}: {:+.1} MiB); p99 per interval at most {worst_p99:.1} ms.",
         samples.last().map_or(0.0, |s| s.at_s),
-        late - early
+        late - early,
+        late_outside - early_outside
     );
     if !examples.is_empty() {
         note.push_str(&format!(" First unexpected: {}.", examples.join("; ")));

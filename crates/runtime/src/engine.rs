@@ -56,6 +56,15 @@ pub enum RuntimeError {
     },
 }
 
+/// What the instance pool keeps between requests (see [`Runtime::pool_usage`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Unused slots whose memory is kept resident for the next instance.
+    pub warm_slots: u32,
+    /// Bytes those slots keep resident.
+    pub resident_bytes: u64,
+}
+
 /// A component compiled once per process, or why it could not be.
 pub(crate) type LoadedComponent = OnceLock<Result<Component, CompileFailure>>;
 
@@ -168,6 +177,19 @@ impl Runtime {
         });
         let component = component.clone()?;
         Ok((component, outcome, hash, cell))
+    }
+
+    /// What the instance pool holds between requests: slots kept warm for the next
+    /// instance, and the memory they keep resident. Bounded: wasmtime keeps at most 100
+    /// warm slots, each with at most `KEEP_RESIDENT_BYTES` of memory and tables.
+    pub fn pool_usage(&self) -> PoolUsage {
+        self.engine
+            .pooling_allocator_metrics()
+            .map_or(PoolUsage::default(), |pool| PoolUsage {
+                warm_slots: pool.unused_warm_memories(),
+                resident_bytes: (pool.unused_memory_bytes_resident()
+                    + pool.unused_table_bytes_resident()) as u64,
+            })
     }
 
     /// How many distinct components are in memory (shared by the tenants using them).

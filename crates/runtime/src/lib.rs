@@ -21,7 +21,7 @@ mod tenant;
 
 pub use compile_cache::{CacheOutcome, hex, wasm_hash};
 pub use compiler::{COMPILE_SUBCOMMAND, Compiler, compile_component_main};
-pub use engine::{EPOCH_TICK, Runtime, RuntimeError};
+pub use engine::{EPOCH_TICK, PoolUsage, Runtime, RuntimeError};
 pub use error::{Failure, LoadError, TenantLoadError};
 pub use guest_log::LOG_ALLOWANCE_BYTES;
 pub use instance::{REUSE_IDLE_TIMEOUT, REUSE_MAX_REQUESTS};

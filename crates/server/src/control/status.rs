@@ -113,6 +113,19 @@ impl Collector for ControlGauges {
             "components_in_memory",
             "Distinct compiled components in memory (freed when no serving version uses them)",
             control.components_in_memory() as i64,
+        )?;
+        let pool = control.runtime.pool_usage();
+        encode_gauge(
+            &mut encoder,
+            "pool_warm_slots",
+            "Instance slots not in use that keep memory resident for the next instance (at most 100)",
+            i64::from(pool.warm_slots),
+        )?;
+        encode_gauge(
+            &mut encoder,
+            "pool_resident_bytes",
+            "Bytes those warm slots keep resident (linear memories and tables), at most `keep_resident` each",
+            pool.resident_bytes as i64,
         )
     }
 }
