@@ -13,7 +13,8 @@
 //!   in release mode and runs the load harness against the peers (docs/benchmarks.md)
 //! - `cargo xtask fuzz <config|router|admin|bindings> [SECONDS]`: installs cargo-fuzz into
 //!   `target/tools`, then fuzzes one target with libFuzzer (default 300 s), growing its
-//!   corpus in `fuzz/corpus/`; `cargo xtask fuzz <target> --input FILE` replays one input
+//!   corpus in `fuzz/corpus/`; `cargo xtask fuzz <target> --input FILE` replays one input;
+//!   `cargo xtask fuzz <target> --cmin` shrinks the corpus to the inputs that add coverage
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -89,7 +90,9 @@ fn main() -> anyhow::Result<()> {
 fn fuzz(root: &Path, args: &[String]) -> anyhow::Result<()> {
     const VERSION: &str = "0.13.2";
     let Some(target) = args.first() else {
-        bail!("usage: cargo xtask fuzz <config|router|admin|bindings> [SECONDS | --input FILE]");
+        bail!(
+            "usage: cargo xtask fuzz <config|router|admin|bindings> [SECONDS | --input FILE | --cmin]"
+        );
     };
     build_examples(root)?; // the admin target serves the hello example
     let tools = root.join("target/tools");
@@ -103,9 +106,20 @@ fn fuzz(root: &Path, args: &[String]) -> anyhow::Result<()> {
         std::fs::write(&stamp, "").context("cannot write the cargo-fuzz install stamp")?;
     }
     let mut command = Command::new(&binary);
-    command
-        .current_dir(root.join("fuzz"))
-        .args(["fuzz", "run", "--sanitizer", "none", target]);
+    command.current_dir(root.join("fuzz"));
+    if args.get(1).map(String::as_str) == Some("--cmin") {
+        // Keeps the smallest set of inputs with the same coverage (after a long run).
+        command.args([
+            "fuzz",
+            "cmin",
+            "--sanitizer",
+            "none",
+            target,
+            &format!("corpus/{target}"),
+        ]);
+        return run(&mut command);
+    }
+    command.args(["fuzz", "run", "--sanitizer", "none", target]);
     match args.get(1).map(String::as_str) {
         Some("--input") => {
             let input = args.get(2).context("--input needs a file")?;

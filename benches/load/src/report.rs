@@ -147,7 +147,7 @@ impl Harness {
             let _ = writeln!(
                 md,
                 "### soak: 41 tenants, mixed load (hello, KV, SQL, blob, limits hit), a deploy every 3 s\n\n\
-                 | s | req/s | unexpected | limits hit | deploys | p50 ms | p99 ms | RSS MiB | of it, warm pool slots MiB |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+                 | s | req/s | unexpected | limits hit | deploys | p50 ms (served) | p99 ms (served) | RSS MiB | of it, warm pool slots MiB |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
             );
             for s in &self.soak {
                 let _ = writeln!(
