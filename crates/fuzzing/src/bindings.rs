@@ -16,6 +16,9 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::Pollable;
 
 struct Fixture {
+    /// One input at a time: the checks read back what the input wrote, and the test
+    /// suite runs inputs from several threads on these same stores.
+    one_at_a_time: std::sync::Mutex<()>,
     runtime: tokio::runtime::Runtime,
     bindings: TenantBindings,
     _dir: tempfile::TempDir,
@@ -36,6 +39,7 @@ fn fixture() -> &'static Fixture {
             .tenant(&config.tenants[0])
             .unwrap_or_else(|e| panic!("fixture stores: {e}"));
         Fixture {
+            one_at_a_time: std::sync::Mutex::new(()),
             runtime: tokio::runtime::Runtime::new().expect("tokio"),
             bindings,
             _dir: dir,
@@ -241,6 +245,10 @@ pub fn run(data: &[u8]) {
         return;
     };
     let fixture = fixture();
+    let _turn = fixture
+        .one_at_a_time
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     fixture.runtime.block_on(async {
         let bindings = &fixture.bindings;
         let mut table = ResourceTable::new();
