@@ -118,12 +118,17 @@ impl CompileCache {
     }
 
     fn store(&self, component: &Component, path: &Path) -> wasmtime::Result<()> {
-        let bytes = component.serialize()?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, path)?;
+        write_artifact(path, &component.serialize()?)?;
         Ok(())
     }
+}
+
+/// Writes an artifact under a temporary name and renames it into place, so a crash
+/// mid-write never leaves a torn file at `path` (the node's and the compiler child's).
+pub(crate) fn write_artifact(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// SHA-256 of a component's bytes: its identity in the cache and in logs.

@@ -181,9 +181,7 @@ pub fn compile_component_main(max_instances: u32, out: &Path) -> Result<(), Stri
     let artifact = engine
         .precompile_component(&wasm)
         .map_err(|e| format!("{e:#}"))?;
-    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, artifact)
-        .and_then(|()| std::fs::rename(&tmp, out))
+    crate::compile_cache::write_artifact(out, &artifact)
         .map_err(|e| format!("writing the compiled artifact {}: {e}", out.display()))
 }
 
