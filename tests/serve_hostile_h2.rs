@@ -11,52 +11,10 @@ use support::{Node, proc_status_bytes, tenant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const DATA: u8 = 0;
-const HEADERS: u8 = 1;
-const RST_STREAM: u8 = 3;
-const SETTINGS: u8 = 4;
-const PING: u8 = 6;
-const GOAWAY: u8 = 7;
-const CONTINUATION: u8 = 9;
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const ENHANCE_YOUR_CALM: u32 = 0xb;
-const REFUSED_STREAM: u32 = 0x7;
-
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len() as u32;
-    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-    out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
-/// `GET path` for `host` in HPACK: static-table `:method GET` and `:scheme http`, then
-/// `:path` and `:authority` as literals that are not indexed.
-fn get(host: &str, path: &str) -> Vec<u8> {
-    let mut block = vec![0x82, 0x86];
-    for (name_index, value) in [(4u8, path), (1u8, host)] {
-        block.push(name_index);
-        block.push(value.len() as u8);
-        block.extend_from_slice(value.as_bytes());
-    }
-    block
-}
-
-/// `count` complete GET requests on streams 1, 3, 5, …, sent in one write.
-fn requests(count: u32, host: &str, path: &str) -> Vec<u8> {
-    (0..count)
-        .flat_map(|i| {
-            frame(
-                HEADERS,
-                END_STREAM | END_HEADERS,
-                i * 2 + 1,
-                &get(host, path),
-            )
-        })
-        .collect()
-}
+#[path = "../benches/load/src/h2frames.rs"]
+#[allow(dead_code)]
+mod h2frames;
+use h2frames::*;
 
 /// The next frame's type, flags and payload; `None` once the connection ends.
 async fn read_frame(read: &mut (impl AsyncReadExt + Unpin)) -> Option<(u8, u8, Vec<u8>)> {
@@ -188,15 +146,8 @@ async fn a_continuation_flood_is_cut_off_early() {
         .write_all(&frame(HEADERS, END_STREAM, 1, &opening))
         .await
         .expect("headers");
-    // Endless header bytes: a literal `x-junk` header filling each CONTINUATION frame
-    // (16,384 bytes, the default SETTINGS_MAX_FRAME_SIZE).
-    let value = 16_384 - 11;
-    let mut junk = vec![0x00, 6];
-    junk.extend_from_slice(b"x-junk");
-    // The value's length as an HPACK integer with a 7-bit prefix (RFC 7541 §5.1).
-    let rest = value - 127;
-    junk.extend_from_slice(&[0x7f, (rest & 0x7f) as u8 | 0x80, (rest >> 7) as u8]);
-    junk.resize(junk.len() + value, b'j');
+    // Endless header bytes: a literal `x-junk` header filling each CONTINUATION frame.
+    let junk = continuation_junk();
     assert_eq!(junk.len(), 16_384);
     let flood = frame(CONTINUATION, 0, 1, &junk);
     let mut sent = 0usize;
@@ -337,7 +288,7 @@ async fn streams_stalled_on_a_zero_window_hold_a_bounded_buffer_each() {
     .await;
     let before = proc_status_bytes(node.pid(), "VmRSS");
     // SETTINGS_INITIAL_WINDOW_SIZE = 0: the node may send no DATA on any stream.
-    let stream = connect(&node, &[0x00, 0x04, 0, 0, 0, 0]).await;
+    let stream = connect(&node, &ZERO_WINDOW).await;
     let (read, mut write) = stream.into_split();
     let reader = tokio::spawn(read_frames_until(read, Duration::from_secs(30), |seen| {
         seen.responses >= 100

@@ -9,7 +9,7 @@
 //!   unit tests)
 //! - `cargo xtask tools`: installs the test servers only (then single tests run with
 //!   plain `cargo test`)
-//! - `cargo xtask bench [--only hello,stores,router,cold,density,noisy,edge,fleet,soak] [--duration S] [--soak S]`: builds everything
+//! - `cargo xtask bench [--only hello,stores,router,cold,density,noisy,edge,fleet,h2-attacks,soak] [--duration S] [--soak S]`: builds everything
 //!   in release mode and runs the load harness against the peers (docs/benchmarks.md)
 //! - `cargo xtask fuzz <config|router|admin|bindings> [SECONDS]`: installs cargo-fuzz into
 //!   `target/tools`, then fuzzes one target with libFuzzer (default 300 s), growing its

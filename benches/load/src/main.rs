@@ -9,6 +9,10 @@
 
 mod edge;
 mod fleet;
+mod h2attack;
+// Shared with tests/serve_hostile_h2.rs, which reads the frames the attacks here only send.
+#[allow(dead_code)]
+mod h2frames;
 mod load;
 mod native;
 mod report;
@@ -54,12 +58,15 @@ enum Peer {
 #[derive(Parser)]
 struct Args {
     /// Scenarios to run, comma-separated: hello, stores, router, cold, density, noisy, edge,
-    /// fleet, soak.
+    /// fleet, h2-attacks, soak.
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Seconds of load per measurement.
     #[arg(long, default_value_t = 10)]
     duration: u64,
+    /// The h2-attacks to run, comma-separated (all when left out).
+    #[arg(long, value_delimiter = ',')]
+    attacks: Option<Vec<String>>,
     /// Seconds the soak runs.
     #[arg(long, default_value_t = 300)]
     soak: u64,
@@ -78,6 +85,8 @@ struct Harness {
     rows: Vec<Row>,
     /// The soak's intervals, if it ran.
     soak: Vec<soak::SoakSample>,
+    /// The HTTP/2 attacks, if they ran.
+    h2_attacks: Vec<h2attack::AttackRow>,
     notes: Vec<String>,
     /// Only some scenarios run (`--only`): the docs' tables are left alone.
     partial: bool,
@@ -91,6 +100,18 @@ fn main() -> anyhow::Result<()> {
             .context("usage: outpost-bench native-hello ADDR")?;
         return native::serve(addr.parse()?);
     }
+    if let [side, rest @ ..] = args.as_slice()
+        && side.starts_with("h2-")
+    {
+        let usage = "usage: outpost-bench h2-attack KIND ADDR SECONDS | h2-probe ADDR SECONDS";
+        return match (side.as_str(), rest) {
+            ("h2-attack", [kind, addr, seconds]) => {
+                h2attack::attack(kind, addr.parse()?, seconds.parse()?)
+            }
+            ("h2-probe", [addr, seconds]) => h2attack::probe(addr.parse()?, seconds.parse()?),
+            _ => anyhow::bail!(usage),
+        };
+    }
     let args = Args::parse_from(std::iter::once("outpost-bench".to_string()).chain(args));
     let duration = Duration::from_secs(args.duration);
     let wants = |name: &str| {
@@ -102,7 +123,9 @@ fn main() -> anyhow::Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()?;
-    let mut harness = Harness::new(root, duration)?;
+    // Only the scenarios that run a peer install one (wasmtime-cli builds for minutes).
+    let peers = ["hello", "stores", "cold"].into_iter().any(wants);
+    let mut harness = Harness::new(root, duration, peers)?;
     harness.partial = args.only.is_some();
     let started = Instant::now();
     if wants("hello") {
@@ -129,6 +152,9 @@ fn main() -> anyhow::Result<()> {
     if wants("fleet") {
         harness.fleet()?;
     }
+    if wants("h2-attacks") {
+        harness.h2_attacks(args.attacks.as_deref().unwrap_or_default())?;
+    }
     if wants("soak") {
         harness.soak(args.soak)?;
     }
@@ -140,11 +166,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 impl Harness {
-    fn new(root: PathBuf, duration: Duration) -> anyhow::Result<Harness> {
+    fn new(root: PathBuf, duration: Duration, peers: bool) -> anyhow::Result<Harness> {
         let tools = root.join("benches/.tools");
         let work = root.join("target/bench");
         std::fs::create_dir_all(&work)?;
-        let tools = Tools::install(&tools)?;
+        let tools = Tools::install(&tools, peers)?;
         Ok(Harness {
             miniflare: tools.miniflare,
             outpost: root.join("target/release/outpost"),
@@ -156,6 +182,7 @@ impl Harness {
             workerd: tools.workerd,
             rows: Vec::new(),
             soak: Vec::new(),
+            h2_attacks: Vec::new(),
             notes: tools.notes,
             partial: false,
         })

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::process::Command;
 
 use crate::load::CONNECTIONS;
+use crate::soak::SoakSample;
 use crate::{Harness, START_RUNS};
 
 impl Harness {
@@ -15,6 +16,7 @@ impl Harness {
             "machine": machine(),
             "rows": self.rows,
             "soak": self.soak,
+            "h2_attacks": self.h2_attacks,
             "notes": self.notes,
         }))?;
         std::fs::write(self.work.join("results.json"), json)?;
@@ -144,24 +146,60 @@ impl Harness {
             md.push('\n');
         }
         if !self.soak.is_empty() {
+            // A long soak is shown one row per few intervals, counts summed and p99 the
+            // worst of them, memory as at the row's end (the JSON has every interval).
+            let step = self.soak.len().div_ceil(60);
             let _ = writeln!(
                 md,
                 "### soak: 41 tenants, mixed load (hello, KV, SQL, blob, limits hit), a deploy every 3 s\n\n\
-                 | s | req/s | unexpected | limits hit | deploys | p50 ms (served) | p99 ms (served) | RSS MiB | of it, warm pool slots MiB |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+                 | s (end of row) | req/s | unexpected | limits hit | deploys | p50 ms (served) | p99 ms (served) | RSS MiB | anon | files | warm pool slots | data on disk MiB |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
             );
-            for s in &self.soak {
+            for chunk in self.soak.chunks(step) {
+                let Some(s) = chunk.last() else { continue };
+                let sum = |f: fn(&SoakSample) -> u64| chunk.iter().map(f).sum::<u64>();
+                let rps = chunk.iter().map(|c| c.rps).sum::<f64>() / chunk.len() as f64;
+                let p99 = chunk.iter().map(|c| c.p99_ms).fold(0.0, f64::max);
                 let _ = writeln!(
                     md,
-                    "| {:.0} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {:.1} |",
+                    "| {:.0} | {rps:.0} | {} | {} | {} | {:.2} | {p99:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
                     s.at_s,
-                    s.rps,
-                    s.unexpected,
-                    s.limit_hits,
-                    s.deploys,
+                    sum(|c| c.unexpected),
+                    sum(|c| c.limit_hits),
+                    sum(|c| c.deploys),
                     s.p50_ms,
-                    s.p99_ms,
                     s.rss_mib,
-                    s.pool_mib
+                    s.anon_mib,
+                    s.file_mib,
+                    s.pool_mib,
+                    s.data_mib
+                );
+            }
+            md.push('\n');
+        }
+        if !self.h2_attacks.is_empty() {
+            let _ = writeln!(
+                md,
+                "### h2-attacks: each HTTP/2 attack for 15 s from another network namespace, beside a probe of 200 req/s\n\n\
+                 | attack | probe ok / sent | probe p50 ms | p99 ms | max ms | attacker connections | closed by the node | attacker MB sent | node core % | node RSS MiB before → peak → after | served after |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+            );
+            for row in &self.h2_attacks {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} / {} | {:.2} | {:.2} | {:.1} | {} | {} | {:.1} | {:.0} | {:.1} → {:.1} → {:.1} | {} |",
+                    row.attack,
+                    row.probe.ok,
+                    row.probe.sent,
+                    row.probe.p50_ms,
+                    row.probe.p99_ms,
+                    row.probe.max_ms,
+                    row.attacker.connections,
+                    row.attacker.closed_by_node,
+                    row.attacker.bytes as f64 / 1e6,
+                    row.node_cpu_percent,
+                    row.rss_before_mib,
+                    row.rss_peak_mib,
+                    row.rss_after_mib,
+                    if row.served_after { "yes" } else { "**no**" }
                 );
             }
             md.push('\n');

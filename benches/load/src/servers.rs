@@ -55,6 +55,10 @@ impl Server {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Peak resident memory so far, in MiB, summed over the server's processes.
     pub fn peak_rss_mib(&self) -> f64 {
         self.memory_mib("VmHWM:")
@@ -65,7 +69,9 @@ impl Server {
         self.memory_mib("VmRSS:")
     }
 
-    fn memory_mib(&self, field: &str) -> f64 {
+    /// A `/proc/PID/status` memory field (`"RssAnon:"`, say), in MiB, summed over the
+    /// server's processes.
+    pub fn memory_mib(&self, field: &str) -> f64 {
         process_tree(self.child.id())
             .into_iter()
             .map(|pid| proc_status_kib(pid, field))

@@ -46,6 +46,12 @@ pub struct SoakSample {
     pub rss_mib: f64,
     /// Of the RSS, what the instance pool's warm slots keep resident.
     pub pool_mib: f64,
+    /// Of the RSS, anonymous memory (heap, stacks, the pool) and mapped files (the
+    /// binary, compiled components).
+    pub anon_mib: f64,
+    pub file_mib: f64,
+    /// What the stores hold on disk (sled, SQLite, blobs), to set RSS against.
+    pub data_mib: f64,
 }
 
 /// A request of the mix and the statuses it may get.
@@ -275,9 +281,12 @@ impl Harness {
                     p99_ms: at(0.99),
                     rss_mib: server.rss_mib(),
                     pool_mib: pool_resident_mib(&client, admin).await,
+                    anon_mib: server.memory_mib("RssAnon:"),
+                    file_mib: server.memory_mib("RssFile:"),
+                    data_mib: disk_bytes(&data) as f64 / (1024.0 * 1024.0),
                 };
                 println!(
-                    "  soak {:>5.0} s {:>7.0} req/s  unexpected {:>3}  limits {:>5}  deploys {:>2}  p50 {:>6.2} ms  p99 {:>7.2} ms  RSS {:>6.1} MiB  pool {:>6.1} MiB",
+                    "  soak {:>5.0} s {:>7.0} req/s  unexpected {:>3}  limits {:>5}  deploys {:>2}  p50 {:>6.2} ms  p99 {:>7.2} ms  RSS {:>6.1} MiB (anon {:>6.1}, files {:>5.1}, pool {:>5.1})  data {:>6.1} MiB",
                     sample.at_s,
                     sample.rps,
                     sample.unexpected,
@@ -286,7 +295,10 @@ impl Harness {
                     sample.p50_ms,
                     sample.p99_ms,
                     sample.rss_mib,
-                    sample.pool_mib
+                    sample.anon_mib,
+                    sample.file_mib,
+                    sample.pool_mib,
+                    sample.data_mib
                 );
                 samples.push(sample);
             }
@@ -403,6 +415,21 @@ async fn pool_resident_mib(
         .map_or(0.0, |bytes| bytes / (1024.0 * 1024.0))
 }
 
+/// Bytes under `dir` (files only), 0 for what cannot be read.
+fn disk_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => disk_bytes(&entry.path()),
+            Ok(_) => entry.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 /// The soak in a sentence or two: what RSS did, what the tail did, what failed.
 fn soak_note(samples: &[SoakSample], examples: &[String]) -> String {
     // The first interval warms up (pools, caches, SQLite pages); RSS is judged after it.
@@ -435,6 +462,18 @@ fn soak_note(samples: &[SoakSample], examples: &[String]) -> String {
         late - early,
         late_outside - early_outside
     );
+    let field =
+        |s: &[SoakSample], f: fn(&SoakSample) -> f64| s.iter().map(f).sum::<f64>() / s.len() as f64;
+    let (first, last) = (&steady[..third], &steady[steady.len() - third..]);
+    note.push_str(&format!(
+        " Of RSS, anonymous memory {:.1} → {:.1} MiB and mapped files {:.1} → {:.1} MiB (first third → last third), while the stores on disk grew {:.1} → {:.1} MiB.",
+        field(first, |s| s.anon_mib),
+        field(last, |s| s.anon_mib),
+        field(first, |s| s.file_mib),
+        field(last, |s| s.file_mib),
+        field(first, |s| s.data_mib),
+        field(last, |s| s.data_mib),
+    ));
     if !examples.is_empty() {
         note.push_str(&format!(" First unexpected: {}.", examples.join("; ")));
     }

@@ -26,11 +26,20 @@ pub(crate) struct Tools {
 
 impl Tools {
     /// Installs what is missing into `tools`; wasmtime and wrk are required, the npm
-    /// peers are skipped (with a note) when npm cannot install them.
-    pub(crate) fn install(tools: &Path) -> anyhow::Result<Tools> {
+    /// peers are skipped (with a note) when npm cannot install them. Without `peers`,
+    /// only wrk: the scenarios to run compare outpost with nothing installed here.
+    pub(crate) fn install(tools: &Path, peers: bool) -> anyhow::Result<Tools> {
         let mut notes = Vec::new();
         ensure_wrk()?;
         let wasmtime = tools.join("bin/wasmtime");
+        if !peers {
+            return Ok(Tools {
+                wasmtime,
+                workerd: None,
+                miniflare: None,
+                notes,
+            });
+        }
         if !wasmtime.exists() {
             println!(
                 "installing wasmtime-cli {WASMTIME_VERSION} into {} (a few minutes, once)",

