@@ -13,6 +13,7 @@ mod h2attack;
 // Shared with tests/serve_hostile_h2.rs, which reads the frames the attacks here only send.
 #[allow(dead_code)]
 mod h2frames;
+mod h2scenario;
 mod load;
 mod native;
 mod report;
@@ -86,7 +87,7 @@ struct Harness {
     /// The soak's intervals, if it ran.
     soak: Vec<soak::SoakSample>,
     /// The HTTP/2 attacks, if they ran.
-    h2_attacks: Vec<h2attack::AttackRow>,
+    h2_attacks: Vec<h2scenario::AttackRow>,
     notes: Vec<String>,
     /// Only some scenarios run (`--only`): the docs' tables are left alone.
     partial: bool,
