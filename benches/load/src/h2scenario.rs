@@ -33,6 +33,29 @@ pub struct AttackRow {
     pub served_after: bool,
 }
 
+impl AttackRow {
+    /// The row of the report's table (also what the harness prints as each attack ends).
+    pub fn markdown(&self) -> String {
+        format!(
+            "| {} | {} / {} | {:.2} | {:.2} | {:.1} | {} | {} | {:.1} | {:.0} | {:.1} → {:.1} → {:.1} | {} |",
+            self.attack,
+            self.probe.ok,
+            self.probe.sent,
+            self.probe.p50_ms,
+            self.probe.p99_ms,
+            self.probe.max_ms,
+            self.attacker.connections,
+            self.attacker.closed_by_node,
+            self.attacker.bytes as f64 / 1e6,
+            self.node_cpu_percent,
+            self.rss_before_mib,
+            self.rss_peak_mib,
+            self.rss_after_mib,
+            if self.served_after { "yes" } else { "**no**" }
+        )
+    }
+}
+
 /// Another host for the attacker and the probe: a network namespace joined to the
 /// node's by a veth pair. Removed on drop.
 struct Remote;
@@ -210,23 +233,7 @@ impl crate::Harness {
                 rss_after_mib: server.rss_mib(),
                 served_after: crate::servers::first_response_is_200(addr, "x"),
             };
-            println!(
-                "  {:<13} probe {:>5}/{:<5} ok  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.1} ms | attacker {:>6} conns, {:>5} closed by node, {:>7.1} MB | node core {:>3.0}%  RSS {:.1} → {:.1} (peak) → {:.1} MiB | served after: {}",
-                row.attack,
-                row.probe.ok,
-                row.probe.sent,
-                row.probe.p50_ms,
-                row.probe.p99_ms,
-                row.probe.max_ms,
-                row.attacker.connections,
-                row.attacker.closed_by_node,
-                row.attacker.bytes as f64 / 1e6,
-                row.node_cpu_percent,
-                row.rss_before_mib,
-                row.rss_peak_mib,
-                row.rss_after_mib,
-                row.served_after
-            );
+            println!("  {}", row.markdown());
             for failure in &row.probe.failures {
                 println!("    probe failure: {failure}");
             }

@@ -183,24 +183,7 @@ impl Harness {
                  | attack | probe ok / sent | probe p50 ms | p99 ms | max ms | attacker connections | closed by the node | attacker MB sent | node core % | node RSS MiB before → peak → after | served after |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
             );
             for row in &self.h2_attacks {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} / {} | {:.2} | {:.2} | {:.1} | {} | {} | {:.1} | {:.0} | {:.1} → {:.1} → {:.1} | {} |",
-                    row.attack,
-                    row.probe.ok,
-                    row.probe.sent,
-                    row.probe.p50_ms,
-                    row.probe.p99_ms,
-                    row.probe.max_ms,
-                    row.attacker.connections,
-                    row.attacker.closed_by_node,
-                    row.attacker.bytes as f64 / 1e6,
-                    row.node_cpu_percent,
-                    row.rss_before_mib,
-                    row.rss_peak_mib,
-                    row.rss_after_mib,
-                    if row.served_after { "yes" } else { "**no**" }
-                );
+                let _ = writeln!(md, "{}", row.markdown());
             }
             md.push('\n');
         }
