@@ -206,3 +206,49 @@ async fn a_slow_request_body_waits_on_the_node_not_in_the_tenants_only_slot() {
     assert!(rest.starts_with("HTTP/1.1 408"), "{rest}");
     assert!(rest.contains("request body too slow"), "{rest}");
 }
+
+#[tokio::test]
+async fn a_client_that_reads_none_of_a_large_response_is_cut_off_and_frees_its_tenant() {
+    // One slot, streaming an 8 MiB blob to a client that reads nothing: without the send
+    // timeout it is held until the tenant's 30 s timeout.
+    const BLOB: usize = 8 << 20;
+    let node = Node::with_big_blob("send_timeout = \"1s\"", 1, BLOB).await;
+    // A small receive buffer, so the node's socket fills long before the blob is sent.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("receive buffer");
+    let mut stalled = socket.connect(node.addr).await.expect("connect");
+    stalled
+        .write_all(b"GET /files/big HTTP/1.1\r\nHost: files.test\r\n\r\n")
+        .await
+        .expect("send");
+    // Its head says the guest is streaming it (and holds the slot); then it stops reading.
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut some = [0u8; 512];
+        let read = tokio::time::timeout(Duration::from_secs(10), stalled.read(&mut some))
+            .await
+            .expect("the response's head")
+            .expect("read");
+        assert!(read > 0, "closed before the head");
+        got.extend_from_slice(&some[..read]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    node.served_within("files.test", "/files", Duration::from_secs(15))
+        .await;
+    // The node hung up on the stalled client partway: what it had sent is there to read,
+    // then the end.
+    tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut got))
+        .await
+        .expect("the node closed the stalled connection")
+        .expect("read");
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        &got[..got.len().min(64)]
+    );
+    assert!(got.len() < BLOB, "the whole blob arrived after all");
+}

@@ -1,7 +1,8 @@
 //! Hostile HTTP/2 (cleartext, prior knowledge), frame by frame over a raw connection:
 //! rapid reset (CVE-2023-44487), CONTINUATION floods, SETTINGS and PING floods, more
-//! streams than allowed, a send window held at zero. Each costs the attacker its
-//! connection (or nothing grows), and another client is served meanwhile.
+//! streams than allowed, a send window held at zero (on one connection or on many).
+//! Each costs the attacker its connection or its streams (or nothing grows), and another
+//! client is served meanwhile.
 
 mod support;
 
@@ -31,6 +32,8 @@ async fn read_frame(read: &mut (impl AsyncReadExt + Unpin)) -> Option<(u8, u8, V
 struct Seen {
     goaway: Option<u32>,
     responses: usize,
+    /// Responses that were a head alone (END_STREAM on HEADERS).
+    heads_alone: usize,
     resets: Vec<u32>,
     pongs: usize,
     data_bytes: usize,
@@ -58,7 +61,10 @@ async fn read_frames_until(
                     .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
             };
             match kind {
-                HEADERS => seen.responses += 1,
+                HEADERS => {
+                    seen.responses += 1;
+                    seen.heads_alone += usize::from(flags & END_STREAM != 0);
+                }
                 RST_STREAM => seen.resets.extend(code(0)),
                 GOAWAY => seen.goaway = code(4),
                 PING if flags & 0x1 != 0 => seen.pongs += 1,
@@ -84,6 +90,27 @@ async fn connect(node: &Node, settings: &[u8]) -> tokio::net::TcpStream {
     hello.extend(frame(SETTINGS, 0, 0, settings));
     stream.write_all(&hello).await.expect("preface");
     stream
+}
+
+/// Opens `count` streams for `path` on a connection whose window is shut, and reads
+/// until `done` (or 30 s); the connection's write half stays open with the result.
+async fn stall(
+    node: &Node,
+    count: u32,
+    host: &str,
+    path: &str,
+    done: impl Fn(&Seen) -> bool + Send + Sync + 'static,
+) -> (Seen, tokio::net::tcp::OwnedWriteHalf) {
+    // SETTINGS_INITIAL_WINDOW_SIZE = 0: the node may send no DATA on any stream.
+    let stream = connect(node, &ZERO_WINDOW).await;
+    let (read, mut write) = stream.into_split();
+    let reader = tokio::spawn(read_frames_until(read, Duration::from_secs(30), done));
+    write
+        .write_all(&requests(count, host, path))
+        .await
+        .expect("streams");
+    let (seen, _) = reader.await.expect("reader");
+    (seen, write)
 }
 
 async fn hello_node() -> Node {
@@ -274,30 +301,9 @@ async fn an_idle_connection_that_answers_pings_is_still_closed() {
 #[tokio::test]
 async fn streams_stalled_on_a_zero_window_hold_a_bounded_buffer_each() {
     // Static files, so what grows is the node's send buffers and not guest instances.
-    let site = tempfile::tempdir().expect("site");
-    std::fs::write(site.path().join("big.bin"), vec![b'b'; 2 << 20]).expect("big file");
-    let node = Node::start(&tenant(
-        "site",
-        "hello",
-        &["site.test"],
-        &format!(
-            "assets = {{ directory = {:?} }}",
-            site.path().display().to_string()
-        ),
-    ))
-    .await;
+    let (node, _site) = big_file_node("").await;
     let before = proc_status_bytes(node.pid(), "VmRSS");
-    // SETTINGS_INITIAL_WINDOW_SIZE = 0: the node may send no DATA on any stream.
-    let stream = connect(&node, &ZERO_WINDOW).await;
-    let (read, mut write) = stream.into_split();
-    let reader = tokio::spawn(read_frames_until(read, Duration::from_secs(30), |seen| {
-        seen.responses >= 100
-    }));
-    write
-        .write_all(&requests(100, "site.test", "/big.bin"))
-        .await
-        .expect("streams");
-    let (seen, _) = reader.await.expect("reader");
+    let (seen, write) = stall(&node, 100, "site.test", "/big.bin", |s| s.responses >= 100).await;
     assert_eq!((seen.responses, seen.data_bytes), (100, 0), "{seen:?}");
     // 100 × 2 MiB asked for; each stream may hold 64 KiB (and the file reader's chunk).
     let grown = proc_status_bytes(node.pid(), "VmRSS").saturating_sub(before);
@@ -305,6 +311,49 @@ async fn streams_stalled_on_a_zero_window_hold_a_bounded_buffer_each() {
         grown < 24 << 20,
         "100 stalled streams grew the node by {grown} bytes"
     );
+    another_client_is_served(&node, "site.test").await;
+    drop(write);
+}
+
+/// A site serving a 2 MiB static file at `/big.bin`, with `server` keys.
+async fn big_file_node(server: &str) -> (Node, tempfile::TempDir) {
+    let site = tempfile::tempdir().expect("site");
+    std::fs::write(site.path().join("big.bin"), vec![b'b'; 2 << 20]).expect("big file");
+    let assets = format!(
+        "assets = {{ directory = {:?} }}",
+        site.path().display().to_string()
+    );
+    let site_tenant = tenant("site", "hello", &["site.test"], &assets);
+    (Node::start_with_server(server, &site_tenant).await, site)
+}
+
+#[tokio::test]
+async fn streams_whose_client_takes_no_bytes_are_reset_and_free_their_tenant() {
+    // All four of the tenant's slots stream a 4 MiB blob to a client whose window is
+    // shut; without the send timeout they are held until the tenant's 30 s timeout.
+    let node = Node::with_big_blob("send_timeout = \"1s\"", 4, 4 << 20).await;
+    let (seen, write) = stall(&node, 4, "files.test", "/files/big", |s| {
+        s.resets.len() >= 4
+    })
+    .await;
+    assert_eq!((seen.responses, seen.data_bytes), (4, 0), "{seen:?}");
+    assert_eq!(seen.resets, vec![CANCEL; 4], "{seen:?}");
+    assert_eq!(seen.goaway, None, "the connection carries on: {seen:?}");
+    let cut_off = |line: &str| line.contains("response cut off") && line.contains("\"files\"");
+    assert!(node.wait_for_log(cut_off).await, "{}", node.logs());
+    node.served_within("files.test", "/files", Duration::from_secs(10))
+        .await;
+    drop(write);
+}
+
+#[tokio::test]
+async fn past_max_open_requests_the_connection_holding_most_is_refused() {
+    let (node, _site) = big_file_node("max_open_requests = 50").await;
+    let (seen, write) = stall(&node, 100, "site.test", "/big.bin", |s| s.responses >= 100).await;
+    // 50 held open, waiting for a window; 50 refused with a head alone (503), which
+    // needs none.
+    assert_eq!((seen.responses, seen.heads_alone), (100, 50), "{seen:?}");
+    // The node is at its bound, but this client holds nothing.
     another_client_is_served(&node, "site.test").await;
     drop(write);
 }

@@ -267,6 +267,48 @@ impl Node {
         std::mem::replace(&mut self.dir, dir)
     }
 
+    /// A node serving `examples/blob-files` at `files.test` on a file store, with
+    /// `server` keys and `concurrency` slots, holding a blob of `size` bytes at
+    /// `/files/big`.
+    #[allow(dead_code, reason = "not every test binary serves a big blob")]
+    pub async fn with_big_blob(server: &str, concurrency: u32, size: usize) -> Node {
+        let files = tenant(
+            "files",
+            "blob-files",
+            &["files.test"],
+            &format!("blob = {{ FILES = {{}} }}\nlimits = {{ concurrency = {concurrency} }}"),
+        );
+        let node = Node::start_with_server(server, &files).await;
+        let blob = Bytes::from(vec![b'x'; size]);
+        let put = node
+            .send(http::Method::PUT, "files.test", "/files/big", &[], blob)
+            .await;
+        assert!(put.status < 300, "{} {}", put.status, put.body);
+        node
+    }
+
+    /// Asks for `path` until the node answers 200, for at most `within`.
+    #[allow(
+        dead_code,
+        reason = "not every test binary waits for a tenant to recover"
+    )]
+    pub async fn served_within(&self, host: &str, path: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let reply = self.get(host, path).await;
+            if reply.status == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still {} after {within:?}: {}",
+                reply.status,
+                reply.body
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// GET `path` with `Host: host`.
     pub async fn get(&self, host: &str, path: &str) -> Reply {
         self.send(http::Method::GET, host, path, &[], Bytes::new())

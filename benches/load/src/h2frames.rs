@@ -13,6 +13,7 @@ pub const END_STREAM: u8 = 0x1;
 pub const END_HEADERS: u8 = 0x4;
 pub const ENHANCE_YOUR_CALM: u32 = 0xb;
 pub const REFUSED_STREAM: u32 = 0x7;
+pub const CANCEL: u32 = 0x8;
 /// `SETTINGS_INITIAL_WINDOW_SIZE = 0`: the peer may send no DATA until told otherwise.
 pub const ZERO_WINDOW: [u8; 6] = [0x00, 0x04, 0, 0, 0, 0];
 

@@ -65,6 +65,12 @@ pub struct ConnectionLimits {
     pub body_prefetch: u64,
     /// A client must send that much of its body (or all of it) within this time.
     pub body_timeout: Duration,
+    /// A client must take some of a response's bytes within this time, or that response
+    /// is cut off (its HTTP/2 stream reset, its HTTP/1.1 connection closed).
+    pub send_timeout: Duration,
+    /// Requests open at once across the node, from their start until their response's
+    /// last byte is handed to the connection; past it new ones get `503`.
+    pub max_open_requests: u32,
     /// After SIGTERM/SIGINT, in-flight requests get this long to finish.
     pub shutdown_grace: Duration,
 }
@@ -78,6 +84,8 @@ impl Default for ConnectionLimits {
             max_header_size: 64 << 10,
             body_prefetch: 64 << 10,
             body_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(10),
+            max_open_requests: 20_000,
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -139,18 +147,25 @@ impl Validator<'_> {
 
     pub(crate) fn connection_limits(&mut self, raw: &mut RawServer) -> ConnectionLimits {
         let mut limits = ConnectionLimits::default();
-        if let Some(max) = raw.max_connections.take() {
-            if (1..=1_000_000).contains(max.get_ref()) {
-                limits.max_connections = max.into_inner();
+        let mut count = |value: Option<Spanned<u32>>, key: &str, into: &mut u32| {
+            let Some(value) = value else { return };
+            if (1..=1_000_000).contains(value.get_ref()) {
+                *into = value.into_inner();
             } else {
-                let error = self.error(
-                    &max,
-                    "server.max_connections",
-                    "must be between 1 and 1000000",
-                );
+                let error = self.error(&value, key, "must be between 1 and 1000000");
                 self.errors.push(error);
             }
-        }
+        };
+        count(
+            raw.max_connections.take(),
+            "server.max_connections",
+            &mut limits.max_connections,
+        );
+        count(
+            raw.max_open_requests.take(),
+            "server.max_open_requests",
+            &mut limits.max_open_requests,
+        );
         let mut duration = |value: Option<Spanned<String>>, key: &str, into: &mut Duration| {
             let Some(value) = value else { return };
             match parse_duration(value.get_ref()) {
@@ -179,6 +194,11 @@ impl Validator<'_> {
             raw.body_timeout.take(),
             "server.body_timeout",
             &mut limits.body_timeout,
+        );
+        duration(
+            raw.send_timeout.take(),
+            "server.send_timeout",
+            &mut limits.send_timeout,
         );
         duration(
             raw.shutdown_grace.take(),

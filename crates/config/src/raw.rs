@@ -55,6 +55,8 @@ pub(crate) struct RawServer {
     pub max_header_size: Option<Spanned<SizeValue>>,
     pub body_prefetch: Option<Spanned<SizeValue>>,
     pub body_timeout: Option<Spanned<String>>,
+    pub send_timeout: Option<Spanned<String>>,
+    pub max_open_requests: Option<Spanned<u32>>,
     pub shutdown_grace: Option<Spanned<String>>,
 }
 

@@ -411,3 +411,19 @@ fn body_prefetch_and_timeout_are_read_and_bounded() {
     assert_eq!(error.key.as_deref(), Some("server.body_prefetch"));
     assert!(error.message.contains("16MiB"), "{}", error.message);
 }
+
+#[test]
+fn send_timeout_and_max_open_requests_are_read_and_bounded() {
+    let checked = check("[server]\nsend_timeout = \"2s\"\nmax_open_requests = 500\n");
+    let config = checked.config.expect("valid");
+    assert_eq!(
+        config.server.connections.send_timeout,
+        Duration::from_secs(2)
+    );
+    assert_eq!(config.server.connections.max_open_requests, 500);
+    let error = only_error("[server]\nmax_open_requests = 0\n");
+    assert_eq!(error.key.as_deref(), Some("server.max_open_requests"));
+    assert_eq!(error.location.line, 2, "{error:?}");
+    let error = only_error("[server]\nsend_timeout = \"0s\"\n");
+    assert_eq!(error.key.as_deref(), Some("server.send_timeout"));
+}

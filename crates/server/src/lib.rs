@@ -14,6 +14,7 @@ mod prefetch;
 mod request_id;
 mod responses;
 mod router;
+mod send_watch;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -110,11 +111,12 @@ impl Node {
     }
 
     /// Handles one request from `peer` end to end; never fails (failures are responses).
+    /// Returns the name of the tenant it was routed to, if any, beside the response.
     pub async fn handle(
         self: &Arc<Self>,
         request: Request<Incoming>,
         peer: SocketAddr,
-    ) -> http::Response<WasiBody> {
+    ) -> (Option<Arc<str>>, http::Response<WasiBody>) {
         let started = Instant::now();
         let id = request_id(request.headers().get(REQUEST_ID_HEADER));
         let method = request.method().clone();
@@ -167,7 +169,7 @@ impl Node {
             ms = started.elapsed().as_secs_f64() * 1e3,
             "request"
         );
-        response
+        (tenant_name, response)
     }
 
     /// Runs tenant `index`'s guest for `request`, under its body and concurrency limits.

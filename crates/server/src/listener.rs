@@ -10,13 +10,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use outpost_config::ConnectionLimits;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::Node;
+use crate::send_watch::{Label, OpenRequest, SendClock, StreamExecutor, Watched};
+use outpost_runtime::WasiBody;
 
 /// HTTP/2 streams one connection may have open at once (hyper's default is 200).
 const MAX_STREAMS_PER_CONNECTION: u32 = 100;
@@ -55,6 +57,12 @@ impl prometheus_client::collector::Collector for FrontGauges {
             "requests_in_flight",
             "Requests being handled on the node",
             front.in_flight() as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "open_requests",
+            "Requests open on the node until their responses are sent (server.max_open_requests)",
+            front.open_requests() as i64,
         )
     }
 }
@@ -68,6 +76,8 @@ pub struct Front {
     shutdown: watch::Receiver<bool>,
     /// Requests in flight across the node.
     in_flight: Arc<AtomicUsize>,
+    /// Requests open across the node, until their responses are sent.
+    open: Arc<AtomicUsize>,
     started: Instant,
 }
 
@@ -84,6 +94,7 @@ impl Front {
             limits,
             shutdown,
             in_flight: Arc::default(),
+            open: Arc::default(),
             started: Instant::now(),
         })
     }
@@ -96,6 +107,11 @@ impl Front {
     /// Requests being handled.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Requests open until their responses are sent.
+    pub fn open_requests(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
     }
 
     /// The gauges the metrics read at each scrape (connections, requests in flight);
@@ -163,29 +179,27 @@ impl Front {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        // When a request last started or ended here: bytes on the wire are not
-        // activity, or HTTP/2's own keep-alive pings would keep an idle connection open.
-        let activity = Arc::new(AtomicU64::new(self.started.elapsed().as_millis() as u64));
-        let on_connection = Arc::new(AtomicUsize::new(0));
+        let connection = Arc::new(Connection {
+            activity: AtomicU64::new(self.started.elapsed().as_millis() as u64),
+            in_flight: AtomicUsize::new(0),
+            open: Arc::default(),
+            clock: SendClock::new(),
+        });
         let service = {
             let front = self.clone();
-            let on_connection = on_connection.clone();
-            let activity = activity.clone();
+            let connection = connection.clone();
             hyper::service::service_fn(move |request| {
                 let front = front.clone();
-                let on_connection = on_connection.clone();
-                let activity = activity.clone();
+                let connection = connection.clone();
                 async move {
-                    let _busy = Busy::new(&[&front.in_flight, &on_connection]);
-                    let _touch = Touch::new(&activity, front.started);
-                    // Each request runs on the node of the moment: a deploy or reload
-                    // never changes a request that has started.
-                    let node = front.live.load_full();
-                    Ok::<_, std::convert::Infallible>(node.handle(request, peer).await)
+                    let response = front.request(&connection, request, peer).await;
+                    Ok::<_, std::convert::Infallible>(response)
                 }
             })
         };
-        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let mut builder = hyper_util::server::conn::auto::Builder::new(StreamExecutor {
+            timeout: self.limits.send_timeout,
+        });
         let max_header = usize::try_from(self.limits.max_header_size).unwrap_or(usize::MAX);
         builder
             .http1()
@@ -212,35 +226,73 @@ impl Front {
         } else {
             builder
         };
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        tokio::pin!(connection);
+        let serving = builder.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(serving);
         let mut shutdown = self.shutdown.clone();
         let mut idle_check = tokio::time::interval(self.limits.idle_timeout / 4);
         let mut closing = false;
         loop {
             tokio::select! {
-                result = connection.as_mut() => {
+                result = serving.as_mut() => {
                     if let Err(error) = result {
                         tracing::debug!(%peer, "connection ended: {error}");
                     }
                     return;
                 }
+                () = connection.clock.stalled(self.limits.send_timeout) => {
+                    // An HTTP/1.1 client that takes none of its response: the guest
+                    // streaming it is released with the connection.
+                    tracing::debug!(%peer, "closing a connection whose client takes no bytes");
+                    return;
+                }
                 _ = crate::stopped(&mut shutdown), if !closing => {
                     closing = true;
-                    connection.as_mut().graceful_shutdown();
+                    serving.as_mut().graceful_shutdown();
                 }
                 _ = idle_check.tick(), if !closing => {
-                    let quiet = self.started.elapsed().as_millis() as u64 - activity.load(Ordering::Relaxed);
-                    if on_connection.load(Ordering::Relaxed) == 0
+                    let quiet = self.started.elapsed().as_millis() as u64 - connection.activity.load(Ordering::Relaxed);
+                    if connection.in_flight.load(Ordering::Relaxed) == 0
                         && quiet >= self.limits.idle_timeout.as_millis() as u64
                     {
                         tracing::debug!(%peer, "closing an idle connection");
                         closing = true;
-                        connection.as_mut().graceful_shutdown();
+                        serving.as_mut().graceful_shutdown();
                     }
                 }
             }
         }
+    }
+
+    /// Serves one request of `connection`: under the node's bound on open requests, on
+    /// the node of the moment (a deploy or reload never changes a request that has
+    /// started), its body watched for a client that takes no bytes.
+    async fn request(
+        &self,
+        connection: &Connection,
+        request: http::Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+    ) -> http::Response<Watched<WasiBody>> {
+        let _busy = Busy::new(&[&self.in_flight, &connection.in_flight]);
+        let _touch = Touch::new(&connection.activity, self.started);
+        // Here, in the stream's own task: an HTTP/2 stream has its own clock.
+        let clock = SendClock::current(&connection.clock);
+        let send_timeout = self.limits.send_timeout;
+        let max = self.limits.max_open_requests;
+        let Some(open) = OpenRequest::admit(&self.open, &connection.open, max, self.connections())
+        else {
+            tracing::warn!(%peer, "node at server.max_open_requests ({max}); refusing a request");
+            // A head alone needs no flow-control window: a refusal cannot be held open.
+            let refusal = crate::responses::too_many_open_requests();
+            let label = Label::default();
+            return refusal.map(|body| Watched::new(body, clock, send_timeout, label, None));
+        };
+        let node = self.live.load_full();
+        let (tenant, response) = node.handle(request, peer).await;
+        let label = Label {
+            tenant,
+            request_id: response.headers().get(crate::REQUEST_ID_HEADER).cloned(),
+        };
+        response.map(|body| Watched::new(body, clock, send_timeout, label, Some(open)))
     }
 
     /// After shutdown is signalled: waits for every connection to close (in-flight
@@ -262,6 +314,19 @@ impl Front {
         }
         true
     }
+}
+
+/// What a connection's requests share.
+struct Connection {
+    /// When a request last started or ended here: bytes on the wire are not activity,
+    /// or HTTP/2's own keep-alive pings would keep an idle connection open.
+    activity: AtomicU64,
+    /// Requests being handled here.
+    in_flight: AtomicUsize,
+    /// Requests open here, until their responses are sent.
+    open: Arc<AtomicUsize>,
+    /// HTTP/1.1's one response at a time waits on this; each HTTP/2 stream has its own.
+    clock: Arc<SendClock>,
 }
 
 /// Counts a request in each counter while it is alive.

@@ -45,6 +45,13 @@ pub fn tenant_busy() -> http::Response<WasiBody> {
     retry_later(text(StatusCode::SERVICE_UNAVAILABLE, "tenant busy"))
 }
 
+/// 503 with `Retry-After` and no body for a request past `server.max_open_requests`.
+pub fn too_many_open_requests() -> http::Response<WasiBody> {
+    let mut response = retry_later(http::Response::new(body(Bytes::new())));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response
+}
+
 /// 413 for a request body over the tenant's limit.
 pub fn body_too_large() -> http::Response<WasiBody> {
     text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
