@@ -86,7 +86,9 @@ async fn handle_once(
     uri: &str,
     body: &'static [u8],
 ) -> (u16, bytes::Bytes) {
-    let admission = tenant.try_admit().expect("under the concurrency limit");
+    let admission = tenant
+        .try_admit(std::net::IpAddr::from([127, 0, 0, 1]))
+        .expect("under the concurrency limit");
     let request = http::Request::builder()
         .method(method)
         .uri(format!("http://bench.test{uri}"))

@@ -212,16 +212,28 @@ async fn a_client_that_reads_none_of_a_large_response_is_cut_off_and_frees_its_t
     // One slot, streaming an 8 MiB blob to a client that reads nothing: without the send
     // timeout it is held until the tenant's 30 s timeout.
     const BLOB: usize = 8 << 20;
-    let node = Node::with_big_blob("send_timeout = \"1s\"", 1, BLOB).await;
+    let node = Node::with_big_blob("send_timeout = \"1s\"", "concurrency = 1", BLOB).await;
+    let (mut stalled, mut got) = stalled_download(&node, "").await;
+    node.served_within("files.test", "/files", Duration::from_secs(15))
+        .await;
+    // The node hung up on the stalled client partway: what it had sent is there to read,
+    // then the end.
+    tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut got))
+        .await
+        .expect("the node closed the stalled connection")
+        .expect("read");
+    assert!(got.len() < BLOB, "the whole blob arrived after all");
+}
+
+/// Asks for blob-files' `/files/big` with `headers` (lines ending in CRLF), reads the
+/// response's head and stops reading: the guest streaming it holds its slot.
+async fn stalled_download(node: &Node, headers: &str) -> (tokio::net::TcpStream, Vec<u8>) {
     // A small receive buffer, so the node's socket fills long before the blob is sent.
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("receive buffer");
     let mut stalled = socket.connect(node.addr).await.expect("connect");
-    stalled
-        .write_all(b"GET /files/big HTTP/1.1\r\nHost: files.test\r\n\r\n")
-        .await
-        .expect("send");
-    // Its head says the guest is streaming it (and holds the slot); then it stops reading.
+    let request = format!("GET /files/big HTTP/1.1\r\nHost: files.test\r\n{headers}\r\n");
+    stalled.write_all(request.as_bytes()).await.expect("send");
     let mut got = Vec::new();
     while !got.windows(4).any(|w| w == b"\r\n\r\n") {
         let mut some = [0u8; 512];
@@ -237,18 +249,51 @@ async fn a_client_that_reads_none_of_a_large_response_is_cut_off_and_frees_its_t
         "{}",
         String::from_utf8_lossy(&got)
     );
-    node.served_within("files.test", "/files", Duration::from_secs(15))
+    (stalled, got)
+}
+
+#[tokio::test]
+async fn one_client_holds_at_most_its_share_of_a_tenants_slots() {
+    // Clients told apart by the x-forwarded-for of a trusted proxy (this test).
+    let node = Node::with_big_blob(
+        "trusted_proxies = [\"127.0.0.1/32\"]",
+        "concurrency = 4, per_client = 1",
+        8 << 20,
+    )
+    .await;
+    let from = |client: &'static str| [("x-forwarded-for", client)];
+    let (_stalled, _) = stalled_download(&node, "x-forwarded-for: 203.0.113.5\r\n").await;
+    let again = node
+        .send(
+            http::Method::GET,
+            "files.test",
+            "/files",
+            &from("203.0.113.5"),
+            bytes::Bytes::new(),
+        )
         .await;
-    // The node hung up on the stalled client partway: what it had sent is there to read,
-    // then the end.
-    tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut got))
-        .await
-        .expect("the node closed the stalled connection")
-        .expect("read");
-    assert!(
-        got.starts_with(b"HTTP/1.1 200"),
-        "{:?}",
-        &got[..got.len().min(64)]
-    );
-    assert!(got.len() < BLOB, "the whole blob arrived after all");
+    assert_eq!(again.status, 429, "{}", again.body);
+    assert!(again.headers.contains_key("retry-after"));
+    let other = node
+        .send(
+            http::Method::GET,
+            "files.test",
+            "/files",
+            &from("198.51.100.7"),
+            bytes::Bytes::new(),
+        )
+        .await;
+    assert_eq!(other.status, 200, "{}", other.body);
+    // One IPv6 /64 is one client.
+    let (_stalled6, _) = stalled_download(&node, "x-forwarded-for: 2001:db8:1:2::1\r\n").await;
+    let neighbour = node
+        .send(
+            http::Method::GET,
+            "files.test",
+            "/files",
+            &from("2001:db8:1:2::99"),
+            bytes::Bytes::new(),
+        )
+        .await;
+    assert_eq!(neighbour.status, 429, "{}", neighbour.body);
 }

@@ -331,7 +331,7 @@ async fn big_file_node(server: &str) -> (Node, tempfile::TempDir) {
 async fn streams_whose_client_takes_no_bytes_are_reset_and_free_their_tenant() {
     // All four of the tenant's slots stream a 4 MiB blob to a client whose window is
     // shut; without the send timeout they are held until the tenant's 30 s timeout.
-    let node = Node::with_big_blob("send_timeout = \"1s\"", 4, 4 << 20).await;
+    let node = Node::with_big_blob("send_timeout = \"1s\"", "concurrency = 4", 4 << 20).await;
     let (seen, write) = stall(&node, 4, "files.test", "/files/big", |s| {
         s.resets.len() >= 4
     })

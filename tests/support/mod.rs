@@ -268,15 +268,15 @@ impl Node {
     }
 
     /// A node serving `examples/blob-files` at `files.test` on a file store, with
-    /// `server` keys and `concurrency` slots, holding a blob of `size` bytes at
-    /// `/files/big`.
+    /// `server` keys and the tenant's `limits` (inline-table keys), holding a blob of
+    /// `size` bytes at `/files/big`.
     #[allow(dead_code, reason = "not every test binary serves a big blob")]
-    pub async fn with_big_blob(server: &str, concurrency: u32, size: usize) -> Node {
+    pub async fn with_big_blob(server: &str, limits: &str, size: usize) -> Node {
         let files = tenant(
             "files",
             "blob-files",
             &["files.test"],
-            &format!("blob = {{ FILES = {{}} }}\nlimits = {{ concurrency = {concurrency} }}"),
+            &format!("blob = {{ FILES = {{}} }}\nlimits = {{ {limits} }}"),
         );
         let node = Node::start_with_server(server, &files).await;
         let blob = Bytes::from(vec![b'x'; size]);

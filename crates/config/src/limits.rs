@@ -43,6 +43,8 @@ pub struct Limits {
     pub timeout: Duration,
     /// Requests in flight at once; more get 503 with `Retry-After`.
     pub concurrency: u32,
+    /// Of those, how many one client address (an IPv6 /64) may hold; more get 429.
+    pub per_client: Option<u32>,
     /// Request body bytes; more get 413.
     pub body: u64,
     /// Bytes each of the tenant's SQLite databases may grow to.
@@ -66,6 +68,7 @@ impl Default for Limits {
             memory: DEFAULT_MEMORY_BYTES,
             timeout: DEFAULT_TIMEOUT,
             concurrency: DEFAULT_CONCURRENCY,
+            per_client: None,
             body: DEFAULT_BODY_BYTES,
             sql_size: DEFAULT_SQL_SIZE_BYTES,
             subrequests: DEFAULT_SUBREQUESTS,
@@ -158,6 +161,20 @@ impl Validator<'_> {
                     &concurrency,
                     "limits.concurrency",
                     format!("must be between 1 and {MAX_CONCURRENCY}"),
+                ));
+            }
+        }
+        if let Some(per_client) = raw.per_client {
+            if (1..=limits.concurrency).contains(per_client.get_ref()) {
+                limits.per_client = Some(per_client.into_inner());
+            } else {
+                errors.push(self.error(
+                    &per_client,
+                    "limits.per_client",
+                    format!(
+                        "must be between 1 and the tenant's concurrency ({})",
+                        limits.concurrency
+                    ),
                 ));
             }
         }

@@ -130,6 +130,7 @@ pub(crate) struct RawLimits {
     pub memory: Option<Spanned<SizeValue>>,
     pub timeout: Option<Spanned<String>>,
     pub concurrency: Option<Spanned<u32>>,
+    pub per_client: Option<Spanned<u32>>,
     pub body: Option<Spanned<SizeValue>>,
     pub sql_size: Option<Spanned<SizeValue>>,
     pub subrequests: Option<Spanned<u32>>,

@@ -58,6 +58,7 @@ fn valid_config_resolves_paths_and_applies_defaults() {
             memory: 16 << 20,
             timeout: Duration::from_millis(250),
             concurrency: 2,
+            per_client: None,
             body: 1024,
             sql_size: DEFAULT_SQL_SIZE_BYTES,
             subrequests: crate::DEFAULT_SUBREQUESTS,
@@ -426,4 +427,22 @@ fn send_timeout_and_max_open_requests_are_read_and_bounded() {
     assert_eq!(error.location.line, 2, "{error:?}");
     let error = only_error("[server]\nsend_timeout = \"0s\"\n");
     assert_eq!(error.key.as_deref(), Some("server.send_timeout"));
+}
+
+#[test]
+fn per_client_is_at_most_the_concurrency() {
+    let checked = check(
+        "[[tenant]]\nname = \"a\"\ncomponent = \"a.wasm\"\nroutes = [\"a.test\"]\nlimits = { concurrency = 8, per_client = 2 }\n",
+    );
+    let tenant = &checked.config.expect("valid").tenants[0];
+    assert_eq!(tenant.limits.per_client, Some(2));
+    let error = only_error(
+        "[[tenant]]\nname = \"a\"\ncomponent = \"a.wasm\"\nroutes = [\"a.test\"]\nlimits = { concurrency = 8, per_client = 9 }\n",
+    );
+    assert_eq!(error.key.as_deref(), Some("limits.per_client"));
+    assert!(
+        error.message.contains("concurrency (8)"),
+        "{}",
+        error.message
+    );
 }

@@ -139,7 +139,10 @@ mod tests {
             "id".into(),
             std::time::Duration::from_secs(1),
             None,
-            permit,
+            crate::tenant::Admission {
+                _slot: permit,
+                _client: None,
+            },
         )
     }
 

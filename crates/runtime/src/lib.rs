@@ -28,6 +28,6 @@ pub use instance::{REUSE_IDLE_TIMEOUT, REUSE_MAX_REQUESTS};
 pub use parallel::in_parallel;
 pub use scope::{LimitExceeded, LimitHit};
 pub use tenant::{
-    Admission, GuestRequest, GuestResponse, HttpWorld, Tenant, TenantInfo, load_tenants,
+    Admission, GuestRequest, GuestResponse, HttpWorld, Refusal, Tenant, TenantInfo, load_tenants,
 };
 pub use wasmtime_wasi_http::{Error as BodyError, WasiBody};

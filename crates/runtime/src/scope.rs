@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::Notify;
 
 use crate::limits::cpu::CpuMeter;
 
@@ -60,8 +60,9 @@ pub struct RequestScope {
     /// Outbound requests made so far (capped per request).
     pub(crate) subrequests: std::sync::atomic::AtomicU32,
     instance_exit: Notify,
-    /// Released when the instance lets go of this request: the tenant's concurrency slot.
-    _permit: OwnedSemaphorePermit,
+    /// Released when the instance lets go of this request: the tenant's concurrency slot
+    /// (and its client's).
+    _admission: crate::tenant::Admission,
 }
 
 impl RequestScope {
@@ -70,7 +71,7 @@ impl RequestScope {
         id: Arc<str>,
         timeout: Duration,
         cpu_budget: Option<Duration>,
-        permit: OwnedSemaphorePermit,
+        admission: crate::tenant::Admission,
     ) -> RequestScope {
         RequestScope {
             tenant,
@@ -82,7 +83,7 @@ impl RequestScope {
             log_bytes: AtomicU64::new(0),
             subrequests: std::sync::atomic::AtomicU32::new(0),
             instance_exit: Notify::new(),
-            _permit: permit,
+            _admission: admission,
         }
     }
 

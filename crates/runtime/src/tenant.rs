@@ -7,6 +7,7 @@
 //! `reuse`, up to [`crate::REUSE_MAX_REQUESTS`] one after another), and every request starts
 //! with a full fuel tank, a fresh CPU meter and its own deadline.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,8 +45,54 @@ pub type GuestRequest = http::Request<WasiBody>;
 /// The guest's response, its body streaming from the instance.
 pub type GuestResponse = http::Response<WasiBody>;
 
-/// Permission to run one request for a tenant; holds one of its concurrency slots.
-pub struct Admission(tokio::sync::OwnedSemaphorePermit);
+/// Permission to run one request for a tenant; holds one of its concurrency slots, and
+/// under `limits.per_client` one of its client's.
+pub struct Admission {
+    pub(crate) _slot: tokio::sync::OwnedSemaphorePermit,
+    pub(crate) _client: Option<ClientSlot>,
+}
+
+/// Why a request was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The tenant is at `limits.concurrency`.
+    TenantFull,
+    /// The client already holds `limits.per_client` of the tenant's slots.
+    ClientFull,
+}
+
+/// Slots held per client address, under `limits.per_client`.
+type ClientSlots = Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, u32>>>;
+
+/// One slot of a client's share, given back on drop.
+pub(crate) struct ClientSlot {
+    slots: ClientSlots,
+    client: IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(held) = slots.get_mut(&self.client) {
+            *held -= 1;
+            if *held == 0 {
+                slots.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// Whom a share of slots belongs to: an IPv4 address, or an IPv6 /64 (what one
+/// subscriber is usually given).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
+    }
+}
 
 /// What the node knows about a loaded tenant.
 #[derive(Debug, Clone)]
@@ -69,6 +116,8 @@ pub struct Tenant {
     _code: Arc<crate::engine::LoadedComponent>,
     limits: Limits,
     concurrency: Arc<Semaphore>,
+    /// Slots held per client, when `limits.per_client` is set.
+    clients: Option<ClientSlots>,
     handler: ProxyHandler<TenantInstances>,
 }
 
@@ -196,6 +245,7 @@ impl Tenant {
             _code: code,
             limits: config.limits.clone(),
             concurrency: Arc::new(Semaphore::new(config.limits.concurrency as usize)),
+            clients: config.limits.per_client.map(|_| ClientSlots::default()),
             handler: ProxyHandler::new(instances),
         })
     }
@@ -215,13 +265,40 @@ impl Tenant {
         (self.limits.concurrency as usize).saturating_sub(self.concurrency.available_permits())
     }
 
-    /// Takes a concurrency slot, or `None` if the tenant is at its limit (never queues).
-    pub fn try_admit(&self) -> Option<Admission> {
-        self.concurrency
-            .clone()
-            .try_acquire_owned()
-            .ok()
-            .map(Admission)
+    /// Takes a concurrency slot for a request from `client`, unless the tenant is at its
+    /// limit or the client at its share (never queues).
+    pub fn try_admit(&self, client: IpAddr) -> Result<Admission, Refusal> {
+        let (Some(clients), Some(per_client)) = (&self.clients, self.limits.per_client) else {
+            let slot = self.concurrency.clone().try_acquire_owned();
+            let slot = slot.map_err(|_| Refusal::TenantFull)?;
+            return Ok(Admission {
+                _slot: slot,
+                _client: None,
+            });
+        };
+        let client = client_key(client);
+        let mut held = clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = held.entry(client).or_insert(0);
+        if *count >= per_client {
+            return Err(Refusal::ClientFull);
+        }
+        let slot = self.concurrency.clone().try_acquire_owned();
+        let Ok(slot) = slot else {
+            if *count == 0 {
+                held.remove(&client);
+            }
+            return Err(Refusal::TenantFull);
+        };
+        *count += 1;
+        Ok(Admission {
+            _slot: slot,
+            _client: Some(ClientSlot {
+                slots: clients.clone(),
+                client,
+            }),
+        })
     }
 
     /// Runs one request in an instance and returns the guest's response.
@@ -239,7 +316,7 @@ impl Tenant {
             request_id,
             self.limits.timeout,
             self.limits.cpu,
-            admission.0,
+            admission,
         ));
         let request = request.map(|body| body_with_limit(body, self.limits.body, scope.clone()));
         let deadline = tokio::time::Instant::from_std(scope.deadline);
@@ -270,4 +347,22 @@ pub fn load_tenants(
     configs: &[TenantConfig],
 ) -> Vec<Result<Tenant, Box<TenantLoadError>>> {
     in_parallel(configs, |config| Tenant::load(runtime, config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_key;
+    use std::net::IpAddr;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("an address")
+    }
+
+    #[test]
+    fn a_client_is_an_ipv4_address_or_an_ipv6_64() {
+        assert_eq!(client_key(ip("203.0.113.5")), ip("203.0.113.5"));
+        assert_eq!(client_key(ip("::ffff:203.0.113.5")), ip("203.0.113.5"));
+        assert_eq!(client_key(ip("2001:db8:1:2::99")), ip("2001:db8:1:2::"));
+        assert_ne!(client_key(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
+    }
 }

@@ -24,8 +24,8 @@ pub struct Network {
 
 /// Rewrites `headers` for the guest. `peer` is the TCP peer. An incoming
 /// `x-forwarded-for` is believed only when the peer is a trusted proxy; then the client is
-/// the rightmost address in it that is not itself a trusted proxy.
-pub fn apply(headers: &mut HeaderMap, peer: IpAddr, network: &Network, node_id: &str) {
+/// the rightmost address in it that is not itself a trusted proxy. Returns the client.
+pub fn apply(headers: &mut HeaderMap, peer: IpAddr, network: &Network, node_id: &str) -> IpAddr {
     let trusted = network.trusted_proxies.as_slice();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     let incoming: Vec<String> = if is_trusted(&peer) {
@@ -63,6 +63,7 @@ pub fn apply(headers: &mut HeaderMap, peer: IpAddr, network: &Network, node_id: 
         .filter(|v| is_valid_traceparent(v))
         .map_or_else(new_traceparent, str::to_string);
     insert(headers, TRACEPARENT, &traceparent);
+    client
 }
 
 fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {

@@ -24,7 +24,7 @@ use std::time::Instant;
 use http::{HeaderValue, Request};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use outpost_runtime::{BodyError, Tenant, WasiBody};
+use outpost_runtime::{BodyError, Refusal, Tenant, WasiBody};
 
 pub use listener::{Front, FrontGauges};
 pub use request_id::{REQUEST_ID_HEADER, request_id};
@@ -207,21 +207,29 @@ impl Node {
             limit_hit("body_timeout");
             return responses::body_too_slow();
         };
-        let Some(admission) = tenant.try_admit() else {
-            tracing::warn!(tenant = %tenant.info().name, request_id = id, "tenant at its concurrency limit");
-            limit_hit("concurrency");
-            return responses::tenant_busy();
-        };
         let (mut parts, body) = request.into_parts();
         if let Ok(value) = HeaderValue::from_str(id) {
             parts.headers.insert(REQUEST_ID_HEADER, value);
         }
-        context::apply(
+        let client = context::apply(
             &mut parts.headers,
             peer.ip().to_canonical(),
             &self.network,
             &self.id,
         );
+        let admission = match tenant.try_admit(client) {
+            Ok(admission) => admission,
+            Err(Refusal::TenantFull) => {
+                tracing::warn!(tenant = %tenant.info().name, request_id = id, "tenant at its concurrency limit");
+                limit_hit("concurrency");
+                return responses::tenant_busy();
+            }
+            Err(Refusal::ClientFull) => {
+                tracing::warn!(tenant = %tenant.info().name, request_id = id, %client, "client at the tenant's limits.per_client");
+                limit_hit("per_client");
+                return responses::client_busy();
+            }
+        };
         match tenant
             .handle(admission, Arc::from(id), Request::from_parts(parts, body))
             .await

@@ -52,6 +52,15 @@ pub fn too_many_open_requests() -> http::Response<WasiBody> {
     response
 }
 
+/// 429 with `Retry-After` for a client holding its share of a tenant's slots
+/// (`limits.per_client`).
+pub fn client_busy() -> http::Response<WasiBody> {
+    retry_later(text(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many requests from this client at once",
+    ))
+}
+
 /// 413 for a request body over the tenant's limit.
 pub fn body_too_large() -> http::Response<WasiBody> {
     text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")

@@ -9,7 +9,7 @@
 //! | time slicing between tenants | `lanes.rs`, driven by `epoch.rs` |
 //! | memory and tables (`limits.memory`) | `memory.rs` |
 //! | request body (`limits.body`) | `body.rs` (while streaming) |
-//! | concurrency (`limits.concurrency`) | `Tenant::try_admit` |
+//! | concurrency (`limits.concurrency`, `limits.per_client`) | `Tenant::try_admit` |
 //! | subrequests | `outpost_bindings::http` (counted per request through the scope) |
 //! | log volume | `crate::guest_log` |
 
