@@ -7,6 +7,7 @@
 //!
 //! `outpost-bench native-hello ADDR` is the floor server itself (started by the harness).
 
+mod cpuprobe;
 mod edge;
 mod fleet;
 mod h2attack;
@@ -100,6 +101,11 @@ fn main() -> anyhow::Result<()> {
             .get(1)
             .context("usage: outpost-bench native-hello ADDR")?;
         return native::serve(addr.parse()?);
+    }
+    if let [probe, seconds] = args.as_slice()
+        && probe == "cpu-probe"
+    {
+        return cpuprobe::run(seconds.parse()?);
     }
     if let [side, rest @ ..] = args.as_slice()
         && side.starts_with("h2-")
