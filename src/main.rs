@@ -10,7 +10,9 @@ mod fleet_cli;
 mod serve;
 
 /// Instantiation allocates and frees many small objects per request; mimalloc's
-/// thread-local free lists are measurably faster at that than glibc's malloc.
+/// thread-local free lists are measurably faster at that than glibc's malloc. The
+/// `system-allocator` feature keeps glibc's, for heaptrack and the like.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
