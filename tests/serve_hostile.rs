@@ -261,39 +261,21 @@ async fn one_client_holds_at_most_its_share_of_a_tenants_slots() {
         8 << 20,
     )
     .await;
-    let from = |client: &'static str| [("x-forwarded-for", client)];
+    // The file list, asked for as `client`.
+    let list_as = async |client: &str| {
+        let from = [("x-forwarded-for", client)];
+        let empty = bytes::Bytes::new();
+        node.send(http::Method::GET, "files.test", "/files", &from, empty)
+            .await
+    };
     let (_stalled, _) = stalled_download(&node, "x-forwarded-for: 203.0.113.5\r\n").await;
-    let again = node
-        .send(
-            http::Method::GET,
-            "files.test",
-            "/files",
-            &from("203.0.113.5"),
-            bytes::Bytes::new(),
-        )
-        .await;
+    let again = list_as("203.0.113.5").await;
     assert_eq!(again.status, 429, "{}", again.body);
     assert!(again.headers.contains_key("retry-after"));
-    let other = node
-        .send(
-            http::Method::GET,
-            "files.test",
-            "/files",
-            &from("198.51.100.7"),
-            bytes::Bytes::new(),
-        )
-        .await;
+    let other = list_as("198.51.100.7").await;
     assert_eq!(other.status, 200, "{}", other.body);
     // One IPv6 /64 is one client.
     let (_stalled6, _) = stalled_download(&node, "x-forwarded-for: 2001:db8:1:2::1\r\n").await;
-    let neighbour = node
-        .send(
-            http::Method::GET,
-            "files.test",
-            "/files",
-            &from("2001:db8:1:2::99"),
-            bytes::Bytes::new(),
-        )
-        .await;
+    let neighbour = list_as("2001:db8:1:2::99").await;
     assert_eq!(neighbour.status, 429, "{}", neighbour.body);
 }

@@ -116,8 +116,8 @@ pub struct Tenant {
     _code: Arc<crate::engine::LoadedComponent>,
     limits: Limits,
     concurrency: Arc<Semaphore>,
-    /// Slots held per client, when `limits.per_client` is set.
-    clients: Option<ClientSlots>,
+    /// Slots held per client, under `limits.per_client`.
+    clients: ClientSlots,
     handler: ProxyHandler<TenantInstances>,
 }
 
@@ -245,7 +245,7 @@ impl Tenant {
             _code: code,
             limits: config.limits.clone(),
             concurrency: Arc::new(Semaphore::new(config.limits.concurrency as usize)),
-            clients: config.limits.per_client.map(|_| ClientSlots::default()),
+            clients: ClientSlots::default(),
             handler: ProxyHandler::new(instances),
         })
     }
@@ -268,7 +268,7 @@ impl Tenant {
     /// Takes a concurrency slot for a request from `client`, unless the tenant is at its
     /// limit or the client at its share (never queues).
     pub fn try_admit(&self, client: IpAddr) -> Result<Admission, Refusal> {
-        let (Some(clients), Some(per_client)) = (&self.clients, self.limits.per_client) else {
+        let Some(per_client) = self.limits.per_client else {
             let slot = self.concurrency.clone().try_acquire_owned();
             let slot = slot.map_err(|_| Refusal::TenantFull)?;
             return Ok(Admission {
@@ -277,7 +277,8 @@ impl Tenant {
             });
         };
         let client = client_key(client);
-        let mut held = clients
+        let mut held = self
+            .clients
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let count = held.entry(client).or_insert(0);
@@ -295,7 +296,7 @@ impl Tenant {
         Ok(Admission {
             _slot: slot,
             _client: Some(ClientSlot {
-                slots: clients.clone(),
+                slots: self.clients.clone(),
                 client,
             }),
         })

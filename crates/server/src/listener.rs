@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::Node;
-use crate::send_watch::{Label, OpenRequest, SendClock, StreamExecutor, Watched};
+use crate::send_watch::{Counted, Label, SendClock, StreamExecutor, Watched};
 use outpost_runtime::WasiBody;
 
 /// HTTP/2 streams one connection may have open at once (hyper's default is 200).
@@ -181,7 +181,7 @@ impl Front {
     {
         let connection = Arc::new(Connection {
             activity: AtomicU64::new(self.started.elapsed().as_millis() as u64),
-            in_flight: AtomicUsize::new(0),
+            in_flight: Arc::default(),
             open: Arc::default(),
             clock: SendClock::new(),
         });
@@ -272,13 +272,13 @@ impl Front {
         request: http::Request<hyper::body::Incoming>,
         peer: SocketAddr,
     ) -> http::Response<Watched<WasiBody>> {
-        let _busy = Busy::new(&[&self.in_flight, &connection.in_flight]);
+        let _busy = Counted::new(&self.in_flight, &connection.in_flight);
         let _touch = Touch::new(&connection.activity, self.started);
         // Here, in the stream's own task: an HTTP/2 stream has its own clock.
         let clock = SendClock::current(&connection.clock);
         let send_timeout = self.limits.send_timeout;
         let max = self.limits.max_open_requests;
-        let Some(open) = OpenRequest::admit(&self.open, &connection.open, max, self.connections())
+        let Some(open) = Counted::admit_open(&self.open, &connection.open, max, self.connections())
         else {
             tracing::warn!(%peer, "node at server.max_open_requests ({max}); refusing a request");
             // A head alone needs no flow-control window: a refusal cannot be held open.
@@ -322,31 +322,11 @@ struct Connection {
     /// or HTTP/2's own keep-alive pings would keep an idle connection open.
     activity: AtomicU64,
     /// Requests being handled here.
-    in_flight: AtomicUsize,
+    in_flight: Arc<AtomicUsize>,
     /// Requests open here, until their responses are sent.
     open: Arc<AtomicUsize>,
     /// HTTP/1.1's one response at a time waits on this; each HTTP/2 stream has its own.
     clock: Arc<SendClock>,
-}
-
-/// Counts a request in each counter while it is alive.
-struct Busy<'a>(Vec<&'a AtomicUsize>);
-
-impl<'a> Busy<'a> {
-    fn new(counters: &[&'a AtomicUsize]) -> Busy<'a> {
-        for counter in counters {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-        Busy(counters.to_vec())
-    }
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        for counter in &self.0 {
-            counter.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
 }
 
 /// Notes the time in `activity` when a request starts and when it ends: the idle

@@ -110,39 +110,43 @@ where
     }
 }
 
-/// One request counted against `server.max_open_requests` while it is alive, on the
-/// node and on its connection.
-pub(crate) struct OpenRequest {
+/// One request counted on the node and on its connection while it is alive: in flight,
+/// or open (against `server.max_open_requests`).
+pub(crate) struct Counted {
     node: Arc<AtomicUsize>,
     connection: Arc<AtomicUsize>,
 }
 
-impl OpenRequest {
+impl Counted {
+    pub(crate) fn new(node: &Arc<AtomicUsize>, connection: &Arc<AtomicUsize>) -> Counted {
+        node.fetch_add(1, Ordering::Relaxed);
+        connection.fetch_add(1, Ordering::Relaxed);
+        Counted {
+            node: node.clone(),
+            connection: connection.clone(),
+        }
+    }
+
     /// Counts a request open on `node` and `connection`. Past `max` across the node it is
     /// refused if its connection already holds its share (`max` over the `connections`
     /// open): one client with many streams is refused, not everyone. So the node holds
     /// about `max` open requests, plus at most one per connection.
-    pub(crate) fn admit(
+    pub(crate) fn admit_open(
         node: &Arc<AtomicUsize>,
         connection: &Arc<AtomicUsize>,
         max: u32,
         connections: usize,
-    ) -> Option<OpenRequest> {
+    ) -> Option<Counted> {
         let max = max as usize;
         let share = (max / connections.max(1)).max(1);
         if node.load(Ordering::Relaxed) >= max && connection.load(Ordering::Relaxed) >= share {
             return None;
         }
-        node.fetch_add(1, Ordering::Relaxed);
-        connection.fetch_add(1, Ordering::Relaxed);
-        Some(OpenRequest {
-            node: node.clone(),
-            connection: connection.clone(),
-        })
+        Some(Counted::new(node, connection))
     }
 }
 
-impl Drop for OpenRequest {
+impl Drop for Counted {
     fn drop(&mut self) {
         self.node.fetch_sub(1, Ordering::Relaxed);
         self.connection.fetch_sub(1, Ordering::Relaxed);
@@ -163,7 +167,7 @@ pub(crate) struct Watched<B> {
     clock: Arc<SendClock>,
     timeout: Duration,
     label: Label,
-    _open: Option<OpenRequest>,
+    _open: Option<Counted>,
 }
 
 impl<B: Body + Unpin> Watched<B> {
@@ -172,7 +176,7 @@ impl<B: Body + Unpin> Watched<B> {
         clock: Arc<SendClock>,
         timeout: Duration,
         label: Label,
-        open: Option<OpenRequest>,
+        open: Option<Counted>,
     ) -> Watched<B> {
         if inner.is_end_stream() {
             clock.not_waiting();
