@@ -46,6 +46,7 @@ fn tenant_config(name: &str, component: PathBuf) -> TenantConfig {
         tls: None,
         assets: None,
         cache: Default::default(),
+        durable_objects: Default::default(),
         name: name.into(),
         component_at: Location {
             file: "bench.toml".into(),

@@ -33,6 +33,7 @@ pub mod http;
 pub mod kv;
 mod meters;
 mod node;
+pub mod objects;
 pub mod sql;
 
 pub use error::{EdgeError, EdgeResult};
@@ -55,6 +56,7 @@ pub mod generated {
             "outpost:edge/sql.database": crate::sql::SqlHandle,
             "outpost:edge/blob.bucket": crate::blob::BucketHandle,
             "outpost:edge/blob.upload": crate::blob::Upload,
+            "outpost:edge/durable-object.namespace": crate::objects::NamespaceHandle,
         },
     });
 }
@@ -62,12 +64,18 @@ pub mod generated {
 /// Adds every `outpost:edge` interface to `linker`.
 pub fn add_to_linker<T>(linker: &mut wasmtime::component::Linker<T>) -> wasmtime::Result<()>
 where
-    T: kv::KvView + sql::SqlView + blob::BlobView + cache::CacheView + 'static,
+    T: kv::KvView
+        + sql::SqlView
+        + blob::BlobView
+        + cache::CacheView
+        + objects::ObjectsView
+        + 'static,
 {
     kv::add_to_linker(linker)?;
     sql::add_to_linker(linker)?;
     blob::add_to_linker(linker)?;
     cache::add_to_linker(linker)?;
+    objects::add_to_linker(linker)?;
     Ok(())
 }
 

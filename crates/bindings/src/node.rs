@@ -15,6 +15,7 @@ use crate::cache::CacheCtx;
 use crate::http::OutboundClient;
 use crate::kv::{GlobalBinding, GlobalKvBackend, KvBackend, KvCtx, KvError, MemoryKv, SledKv};
 use crate::meters::StoreMeters;
+use crate::objects::ObjectsCtx;
 use crate::sql::{SqlBackend, SqlCtx, SqliteDatabases};
 
 /// Why a tenant's bindings could not be built, or the node's stores opened.
@@ -44,11 +45,14 @@ pub enum StoresError {
 }
 
 /// The backends every tenant on the node shares: sled under `data_dir/kv`, process
-/// memory for `"memory"` KV bindings, SQLite files under `data_dir/sql`.
+/// memory for `"memory"` KV bindings, SQLite files under `data_dir/sql` (and, one per
+/// Durable Object, under `data_dir/objects`).
 pub struct NodeStores {
     sled: Arc<SledKv>,
     memory: Arc<MemoryKv>,
     sqlite: Arc<SqliteDatabases>,
+    /// Durable Objects' databases, under `data_dir/objects`.
+    object_databases: Arc<SqliteDatabases>,
     meters: StoreMeters,
     /// Every tenant's HTTP cache (the Cache API's and the one in front of the guest).
     http_cache: Arc<HttpCache>,
@@ -67,6 +71,8 @@ pub struct TenantBindings {
     /// Its outbound client, if it lists origins.
     pub outbound: Option<Arc<OutboundClient>>,
     pub cache: CacheCtx,
+    /// Its Durable Object classes.
+    pub objects: Arc<ObjectsCtx>,
 }
 
 impl NodeStores {
@@ -78,6 +84,7 @@ impl NodeStores {
             sled: Arc::new(SledKv::new(&data_dir.join("kv"))),
             memory: Arc::new(MemoryKv::default()),
             sqlite: SqliteDatabases::new(sql_dir),
+            object_databases: SqliteDatabases::new(data_dir.join("objects")),
             meters: StoreMeters::default(),
             http_cache: HttpCache::new(cache_memory, Some(data_dir.join("cache"))),
             global: std::sync::OnceLock::new(),
@@ -185,6 +192,11 @@ impl NodeStores {
             outbound: (!config.outbound.is_empty())
                 .then(|| OutboundClient::new(config.outbound.clone(), &config.limits)),
             cache: CacheCtx::new(tenant, self.http_cache.tenant(tenant)),
+            objects: Arc::new(ObjectsCtx::new(
+                config,
+                self.object_databases.clone(),
+                self.meters.clone(),
+            )),
         })
     }
 }

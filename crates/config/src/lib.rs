@@ -32,6 +32,7 @@ mod error;
 mod fleet;
 mod limits;
 mod node;
+mod objects;
 mod operations;
 mod outbound;
 mod raw;
@@ -60,6 +61,7 @@ pub use limits::{
 pub use node::{
     CompileLimits, DEFAULT_DATA_DIR, DEFAULT_MAX_INSTANCES, DEFAULT_NODE_ID, NodeConfig,
 };
+pub use objects::{DEFAULT_OBJECT_IDLE, ObjectClass};
 pub use operations::{
     AdminConfig, CertificateFiles, ConnectionLimits, DEFAULT_ADMIN_LISTEN, DEFAULT_ADMIN_TOKEN_ENV,
     DEFAULT_TLS_LISTEN, TlsListener,

@@ -106,6 +106,8 @@ pub(crate) struct RawTenant {
     /// A directory, or a table; validated by hand for clear messages.
     pub assets: Option<Spanned<toml::Value>>,
     pub cache: Option<Spanned<RawCache>>,
+    #[serde(default)]
+    pub durable_objects: BTreeMap<String, Spanned<crate::objects::RawObjectClass>>,
 }
 
 #[derive(Debug, Deserialize)]

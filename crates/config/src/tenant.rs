@@ -7,8 +7,8 @@ use toml::Spanned;
 
 use crate::raw::RawTenant;
 use crate::{
-    AssetsConfig, CacheConfig, CertificateFiles, Limits, Location, Origin, Route, Secret, Stores,
-    Validator, is_env_name,
+    AssetsConfig, CacheConfig, CertificateFiles, Limits, Location, ObjectClass, Origin, Route,
+    Secret, Stores, Validator, is_env_name,
 };
 
 /// One tenant: a component, the routes it answers, and its limits.
@@ -40,6 +40,8 @@ pub struct TenantConfig {
     pub assets: Option<AssetsConfig>,
     /// The HTTP cache in front of its guest (`cache`).
     pub cache: CacheConfig,
+    /// Its Durable Object classes, by binding name (`durable_objects`).
+    pub durable_objects: BTreeMap<String, ObjectClass>,
 }
 
 impl Validator<'_> {
@@ -139,6 +141,7 @@ impl Validator<'_> {
         let tls = raw.tls.map(|tls| self.certificate(tls));
         let assets = self.assets(raw.assets, &mut errors);
         let cache = self.cache(raw.cache, &mut errors);
+        let durable_objects = self.object_classes(raw.durable_objects, &mut errors);
         let mut outbound: Vec<Origin> = Vec::new();
         for origin in raw.outbound.map(Spanned::into_inner).unwrap_or_default() {
             match Origin::parse(origin.get_ref()) {
@@ -169,6 +172,7 @@ impl Validator<'_> {
             tls,
             assets,
             cache,
+            durable_objects,
         })
     }
 }

@@ -7,6 +7,7 @@ use outpost_bindings::blob::{BlobCtxView, BlobView};
 use outpost_bindings::cache::{CacheCtxView, CacheView};
 use outpost_bindings::http::{OutboundHooks, SubrequestCounter};
 use outpost_bindings::kv::{KvCtxView, KvView};
+use outpost_bindings::objects::{ObjectSelf, ObjectsCtxView, ObjectsView};
 use outpost_bindings::sql::{SqlCtxView, SqlView};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -34,6 +35,19 @@ pub(crate) struct GuestState {
     pub(crate) meter_cpu: bool,
     /// The stores the tenant declared.
     pub(crate) bindings: Arc<TenantBindings>,
+    /// The Durable Object this instance runs as, if it is one (for its whole life).
+    pub(crate) object: Option<ObjectSelf>,
+}
+
+impl ObjectsView for GuestState {
+    fn objects(&mut self) -> ObjectsCtxView<'_> {
+        ObjectsCtxView {
+            ctx: &self.bindings.objects,
+            table: &mut self.table,
+            current: self.object.as_ref(),
+            deadline: self.scope.get().map(|scope| scope.deadline),
+        }
+    }
 }
 
 impl KvView for GuestState {

@@ -71,7 +71,8 @@ impl TenantInstances {
             wasi,
             http: WasiHttpCtx::new(),
             hooks: OutboundHooks::new(self.bindings.outbound.clone(), Box::new(scope.clone()))
-                .with_cache(self.bindings.cache.tenant_cache().cloned()),
+                .with_cache(self.bindings.cache.tenant_cache().cloned())
+                .with_objects(self.bindings.objects.clone(), None),
             limiter: GuestLimiter {
                 memory_bytes: self.limits.memory as usize,
                 table_elements: MAX_TABLE_ELEMENTS,
@@ -83,6 +84,7 @@ impl TenantInstances {
             lane: Arc::default(),
             meter_cpu: self.limits.cpu.is_some(),
             bindings: self.bindings.clone(),
+            object: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);

@@ -28,6 +28,8 @@ pub use cached::{
 pub use client::OutboundClient;
 use outpost_cache::TenantCache;
 
+use crate::objects::{Caller, OBJECT_HEADER, ObjectsCtx};
+
 /// Counts the current request's subrequests; the runtime implements it on whatever
 /// knows which request an instance is serving.
 pub trait SubrequestCounter: Send + Sync + 'static {
@@ -42,6 +44,9 @@ pub struct OutboundHooks {
     counter: Box<dyn SubrequestCounter>,
     /// The tenant's cache, when enabled: `GET`s go through it ([`cached`]).
     cache: Option<Arc<TenantCache>>,
+    /// The tenant's object classes, and the object this instance is (if one): requests
+    /// with an [`OBJECT_HEADER`] go to an object instead of the network.
+    objects: Option<(Arc<ObjectsCtx>, Caller)>,
 }
 
 impl OutboundHooks {
@@ -51,7 +56,15 @@ impl OutboundHooks {
             client,
             counter,
             cache: None,
+            objects: None,
         }
+    }
+
+    /// Sends requests that name an object to it; `caller` is the object this instance
+    /// runs as, if it is one.
+    pub fn with_objects(mut self, objects: Arc<ObjectsCtx>, caller: Caller) -> Self {
+        self.objects = Some((objects, caller));
+        self
     }
 
     /// Sends `GET`s through the tenant's cache.
@@ -73,6 +86,40 @@ type SendFuture = Box<
         > + Send,
 >;
 
+impl OutboundHooks {
+    /// A request for an object (its [`OBJECT_HEADER`] already taken off): counted as a
+    /// subrequest, then run as the object's event.
+    fn send_to_object(
+        &mut self,
+        target: http::HeaderValue,
+        request: http::Request<WasiBody>,
+    ) -> SendFuture {
+        use wasmtime_wasi_http::Error;
+        let Some((objects, caller)) = self.objects.clone() else {
+            return Box::new(async { Err(Error::HttpRequestDenied) });
+        };
+        let max = objects.max_subrequests;
+        if self.counter.count() >= max {
+            return Box::new(async move {
+                Err(Error::InternalError(Some(format!(
+                    "a request may make at most {max} subrequests (limits.subrequests)"
+                ))))
+            });
+        }
+        let span = tracing::Span::current();
+        Box::new(tracing::Instrument::instrument(
+            async move {
+                let target = target.to_str().unwrap_or_default();
+                let response = objects.deliver(target, caller, request).await?;
+                let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
+                    Box::new(async { Ok(()) });
+                Ok((response, done))
+            },
+            span,
+        ))
+    }
+}
+
 impl WasiHttpHooks for OutboundHooks {
     fn send_request(
         &mut self,
@@ -83,7 +130,11 @@ impl WasiHttpHooks for OutboundHooks {
         use wasmtime_wasi_http::Error;
         // Whatever happens to the request, the guest's writes to its body succeed, so
         // the guest reads the real answer or reason from the response.
-        let request = request.map(|body| DrainedOnDrop::new(body, Drain::REQUEST).boxed_unsync());
+        let mut request =
+            request.map(|body| DrainedOnDrop::new(body, Drain::REQUEST).boxed_unsync());
+        if let Some(target) = request.headers_mut().remove(OBJECT_HEADER) {
+            return self.send_to_object(target, request);
+        }
         let Some(client) = self.client.clone() else {
             return Box::new(async { Err(Error::HttpRequestDenied) });
         };

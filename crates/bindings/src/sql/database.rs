@@ -55,9 +55,30 @@ pub struct StatementLimits {
     pub max_result_bytes: u64,
 }
 
+/// A step of a transaction that spans several calls (a Durable Object's storage, whose
+/// database no one else uses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionStep {
+    /// Opens one; an error if one is open.
+    Begin,
+    /// Commits the open one (durable when it returns); an error if none is open.
+    Commit,
+    /// Rolls the open one back; an error if none is open.
+    Rollback,
+    /// Rolls back one left open, if any (at the end of an event).
+    Abandon,
+}
+
 /// One binding's database.
 #[async_trait]
 pub trait SqlDatabase: Send + Sync {
+    /// Takes a step of a transaction that spans calls.
+    async fn transaction(&self, step: TransactionStep) -> Result<(), SqlError> {
+        let _ = step;
+        Err(SqlError::Statement(
+            "this SQL backend has no transactions across calls".into(),
+        ))
+    }
     /// Runs one statement; its rows, and what it changed.
     async fn run(
         &self,

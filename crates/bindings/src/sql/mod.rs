@@ -17,7 +17,8 @@ use std::time::Instant;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
 pub use database::{
-    SqlBackend, SqlDatabase, SqlError, Statement, StatementLimits, StatementResult, Value,
+    SqlBackend, SqlDatabase, SqlError, Statement, StatementLimits, StatementResult,
+    TransactionStep, Value,
 };
 pub use sqlite::{IDLE_CLOSE, SqliteDatabases};
 

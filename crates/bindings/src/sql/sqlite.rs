@@ -23,9 +23,10 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::authorizer::authorize;
 use super::database::{
-    SqlBackend, SqlDatabase, SqlError, Statement, StatementLimits, StatementResult, Value,
+    SqlBackend, SqlDatabase, SqlError, Statement, StatementLimits, StatementResult,
+    TransactionStep, Value,
 };
-use super::statement::{Budget, run, run_batch};
+use super::statement::{Budget, run, run_batch, transaction_step};
 
 /// A connection unused this long is closed.
 pub const IDLE_CLOSE: Duration = Duration::from_secs(30);
@@ -296,6 +297,17 @@ impl SqliteDb {
 
 #[async_trait]
 impl SqlDatabase for Arc<SqliteDb> {
+    async fn transaction(&self, step: TransactionStep) -> Result<(), SqlError> {
+        let limits = StatementLimits {
+            deadline: None,
+            max_result_bytes: 0,
+        };
+        self.on_thread(limits, move |connection, host_statement, _| {
+            transaction_step(connection, host_statement, step)
+        })
+        .await
+    }
+
     async fn run(
         &self,
         sql: String,

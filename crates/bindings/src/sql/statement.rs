@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::Connection;
 
-use super::database::{SqlError, Statement, StatementResult, Value};
+use super::database::{SqlError, Statement, StatementResult, TransactionStep, Value};
 
 /// Makes SQLite's error the guest's: the deadline, a full database and a missing table
 /// are told apart; anything else is the statement's fault, with SQLite's message.
@@ -111,18 +111,53 @@ pub(super) fn run(
     })
 }
 
+/// Runs `sql` as the host's own statement, which the authorizer lets through.
+fn host_run(
+    connection: &Connection,
+    host_statement: &AtomicBool,
+    sql: &str,
+) -> Result<(), SqlError> {
+    host_statement.store(true, Ordering::Relaxed);
+    let done = connection.execute_batch(sql).map_err(sql_error);
+    host_statement.store(false, Ordering::Relaxed);
+    done
+}
+
+/// One step of a transaction that spans calls.
+pub(super) fn transaction_step(
+    connection: &mut Connection,
+    host_statement: &AtomicBool,
+    step: TransactionStep,
+) -> Result<(), SqlError> {
+    let open = !connection.is_autocommit();
+    match step {
+        TransactionStep::Begin if open => Err(SqlError::Statement(
+            "a transaction is already open; commit or roll it back first".into(),
+        )),
+        TransactionStep::Begin => host_run(connection, host_statement, "BEGIN IMMEDIATE"),
+        TransactionStep::Commit | TransactionStep::Rollback if !open => {
+            Err(SqlError::Statement("no transaction is open".into()))
+        }
+        TransactionStep::Commit => {
+            let committed = host_run(connection, host_statement, "COMMIT");
+            if committed.is_err() && !connection.is_autocommit() {
+                let _ = host_run(connection, host_statement, "ROLLBACK");
+            }
+            committed
+        }
+        TransactionStep::Rollback => host_run(connection, host_statement, "ROLLBACK"),
+        TransactionStep::Abandon if open => host_run(connection, host_statement, "ROLLBACK"),
+        TransactionStep::Abandon => Ok(()),
+    }
+}
+
 pub(super) fn run_batch(
     connection: &mut Connection,
     host_statement: &AtomicBool,
     statements: Vec<Statement>,
     budget: &mut Budget,
 ) -> Result<Vec<StatementResult>, SqlError> {
-    let host = |connection: &Connection, sql: &str| {
-        host_statement.store(true, Ordering::Relaxed);
-        let done = connection.execute_batch(sql).map_err(sql_error);
-        host_statement.store(false, Ordering::Relaxed);
-        done
-    };
+    let host = |connection: &Connection, sql: &str| host_run(connection, host_statement, sql);
     host(connection, "BEGIN IMMEDIATE")?;
     let mut results = Vec::with_capacity(statements.len());
     for (index, statement) in statements.into_iter().enumerate() {

@@ -1,0 +1,152 @@
+//! The `outpost:edge/durable-object` host calls.
+
+use wasmtime::component::Resource;
+
+use super::storage::ListRange;
+use super::{NamespaceHandle, ObjectNamespace, ObjectSelf, ObjectsCtxView};
+use crate::generated::outpost::edge::durable_object::{
+    Host, HostNamespace, ListOptions, ObjectId as WitObjectId,
+};
+use crate::generated::outpost::edge::sql::{StatementResult, Value};
+use crate::sql::TransactionStep;
+use crate::{EdgeError, EdgeResult};
+
+fn wit_id(namespace: &ObjectNamespace, id: super::ObjectId, name: Option<String>) -> WitObjectId {
+    WitObjectId {
+        class: namespace.class.to_string(),
+        id: id.to_string(),
+        name,
+    }
+}
+
+impl ObjectsCtxView<'_> {
+    fn namespace(&self, handle: &Resource<NamespaceHandle>) -> EdgeResult<&ObjectNamespace> {
+        Ok(&self.table.get(handle)?.namespace)
+    }
+
+    fn object(&self) -> EdgeResult<&ObjectSelf> {
+        self.current.ok_or_else(|| {
+            EdgeError::invalid(
+                "object storage is only reachable from inside an object (this instance is a plain request)",
+            )
+        })
+    }
+}
+
+crate::error::convert_edge_errors!(ObjectsCtxView<'_>);
+
+impl HostNamespace for ObjectsCtxView<'_> {
+    async fn open(&mut self, binding: String) -> EdgeResult<Resource<NamespaceHandle>> {
+        let Some(namespace) = self.ctx.namespace(&binding).cloned() else {
+            return Err(crate::ErrorCode::NoSuchBinding(format!(
+                "durable object binding `{binding}` is not declared for tenant `{}`; add durable_objects = {{ {binding} = {{ class = \"…\" }} }} to its config",
+                self.ctx.tenant
+            ))
+            .into());
+        };
+        Ok(self.table.push(NamespaceHandle { namespace })?)
+    }
+
+    async fn id_from_name(
+        &mut self,
+        this: Resource<NamespaceHandle>,
+        name: String,
+    ) -> wasmtime::Result<WitObjectId> {
+        let namespace = &self.table.get(&this)?.namespace;
+        Ok(wit_id(
+            namespace,
+            namespace.key.id_from_name(&name),
+            Some(name),
+        ))
+    }
+
+    async fn new_unique_id(
+        &mut self,
+        this: Resource<NamespaceHandle>,
+    ) -> wasmtime::Result<WitObjectId> {
+        let namespace = &self.table.get(&this)?.namespace;
+        Ok(wit_id(namespace, namespace.key.new_unique_id(), None))
+    }
+
+    async fn id_from_string(
+        &mut self,
+        this: Resource<NamespaceHandle>,
+        id: String,
+    ) -> EdgeResult<WitObjectId> {
+        let namespace = self.namespace(&this)?;
+        let id = namespace
+            .key
+            .parse(&id, &namespace.class)
+            .map_err(|e| EdgeError::invalid(e.to_string()))?;
+        Ok(wit_id(namespace, id, None))
+    }
+
+    async fn drop(&mut self, this: Resource<NamespaceHandle>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
+
+impl Host for ObjectsCtxView<'_> {
+    async fn current(&mut self) -> wasmtime::Result<Option<WitObjectId>> {
+        Ok(self
+            .current
+            .map(|object| wit_id(&object.namespace, object.id, None)))
+    }
+
+    async fn storage_get(&mut self, keys: Vec<String>) -> EdgeResult<Vec<(String, Vec<u8>)>> {
+        self.object()?.storage.get(keys, self.deadline).await
+    }
+
+    async fn storage_put(&mut self, entries: Vec<(String, Vec<u8>)>) -> EdgeResult<()> {
+        self.object()?.storage.put(entries, self.deadline).await
+    }
+
+    async fn storage_delete(&mut self, keys: Vec<String>) -> EdgeResult<u32> {
+        self.object()?.storage.delete(keys, self.deadline).await
+    }
+
+    async fn storage_list(&mut self, options: ListOptions) -> EdgeResult<Vec<(String, Vec<u8>)>> {
+        let range = ListRange {
+            start: options.start,
+            start_after: options.start_after,
+            end: options.end,
+            prefix: options.prefix,
+            reverse: options.reverse,
+            limit: options.limit,
+        };
+        self.object()?.storage.list(range, self.deadline).await
+    }
+
+    async fn storage_delete_all(&mut self) -> EdgeResult<()> {
+        self.object()?.storage.delete_all(self.deadline).await
+    }
+
+    async fn sql_exec(&mut self, sql: String, params: Vec<Value>) -> EdgeResult<StatementResult> {
+        self.object()?
+            .storage
+            .exec(sql, params, self.deadline)
+            .await
+    }
+
+    async fn transaction_begin(&mut self) -> EdgeResult<()> {
+        self.object()?
+            .storage
+            .transaction(TransactionStep::Begin)
+            .await
+    }
+
+    async fn transaction_commit(&mut self) -> EdgeResult<()> {
+        self.object()?
+            .storage
+            .transaction(TransactionStep::Commit)
+            .await
+    }
+
+    async fn transaction_rollback(&mut self) -> EdgeResult<()> {
+        self.object()?
+            .storage
+            .transaction(TransactionStep::Rollback)
+            .await
+    }
+}

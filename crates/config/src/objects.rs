@@ -1,0 +1,92 @@
+//! `durable_objects = { ROOMS = { class = "room" } }` on a tenant: the Durable Object
+//! classes its component implements, each reachable from its guests by a binding name.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::stores::is_binding_name;
+use crate::tenant::is_name;
+use crate::{ConfigError, Validator, parse_duration};
+
+/// How long a live object with no event is kept in memory (workerd's 10 s).
+pub const DEFAULT_OBJECT_IDLE: Duration = Duration::from_secs(10);
+
+/// One Durable Object class of a tenant, bound to a name its guests open it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectClass {
+    /// The class name the component's code registers (`#[durable_object(class = "room")]`);
+    /// part of every object's address, so renaming it orphans the class's objects.
+    pub class: String,
+    /// After this long without an event a live object is dropped from memory; the next
+    /// event constructs it again from its storage.
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawObjectClass {
+    pub class: Spanned<String>,
+    pub idle_timeout: Option<Spanned<String>>,
+}
+
+impl Validator<'_> {
+    /// The tenant's `durable_objects` bindings, by binding name.
+    pub(crate) fn object_classes(
+        &self,
+        raw: BTreeMap<String, Spanned<RawObjectClass>>,
+        errors: &mut Vec<ConfigError>,
+    ) -> BTreeMap<String, ObjectClass> {
+        let mut classes = BTreeMap::new();
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for (binding, raw) in raw {
+            let key = format!("durable_objects.{binding}");
+            if !is_binding_name(&binding) {
+                errors.push(self.error(&raw, &key, "a binding name is letters, digits and `_`, starting with a letter or `_` (at most 63)"));
+                continue;
+            }
+            let raw = raw.into_inner();
+            let class = raw.class.get_ref().clone();
+            if !is_name(&class) {
+                errors.push(self.error(
+                    &raw.class,
+                    &format!("{key}.class"),
+                    "a class name is lowercase letters, digits, `-` and `_` (at most 63)",
+                ));
+                continue;
+            }
+            if let Some(other) = seen.insert(class.clone(), binding.clone()) {
+                errors.push(self.error(
+                    &raw.class,
+                    &format!("{key}.class"),
+                    format!("class `{class}` is already bound as `{other}`; bind each class once"),
+                ));
+                continue;
+            }
+            let mut idle_timeout = DEFAULT_OBJECT_IDLE;
+            if let Some(value) = raw.idle_timeout {
+                match parse_duration(value.get_ref()) {
+                    Ok(d) if d.is_zero() => errors.push(self.error(
+                        &value,
+                        &format!("{key}.idle_timeout"),
+                        "must be above 0",
+                    )),
+                    Ok(d) => idle_timeout = d,
+                    Err(message) => {
+                        errors.push(self.error(&value, &format!("{key}.idle_timeout"), message))
+                    }
+                }
+            }
+            classes.insert(
+                binding,
+                ObjectClass {
+                    class,
+                    idle_timeout,
+                },
+            );
+        }
+        classes
+    }
+}
