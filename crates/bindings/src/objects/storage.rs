@@ -102,18 +102,15 @@ impl ObjectStorage {
         keys: Vec<String>,
         deadline: Option<Instant>,
     ) -> EdgeResult<Vec<(String, Vec<u8>)>> {
-        check_keys(&keys)?;
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.kv_table(deadline).await?;
-        let sql = format!(
-            "SELECT key, value FROM _outpost_kv WHERE key IN ({}) ORDER BY key",
-            placeholders(keys.len(), 1)
-        );
-        let params = keys.into_iter().map(Value::Text).collect();
-        let result = self.run("get", sql, params, deadline).await?;
-        Ok(pairs(result))
+        let result = self
+            .on_keys(
+                "get",
+                "SELECT key, value FROM _outpost_kv WHERE key IN (#) ORDER BY key",
+                keys,
+                deadline,
+            )
+            .await?;
+        Ok(result.map(pairs).unwrap_or_default())
     }
 
     /// Writes `entries` in one statement.
@@ -165,18 +162,33 @@ impl ObjectStorage {
 
     /// Deletes `keys`; how many existed.
     pub async fn delete(&self, keys: Vec<String>, deadline: Option<Instant>) -> EdgeResult<u32> {
+        let result = self
+            .on_keys(
+                "delete",
+                "DELETE FROM _outpost_kv WHERE key IN (#)",
+                keys,
+                deadline,
+            )
+            .await?;
+        Ok(result.map_or(0, |result| result.changes as u32))
+    }
+
+    /// Runs `sql` with its `#` replaced by one parameter per key; none for no keys.
+    async fn on_keys(
+        &self,
+        op: &'static str,
+        sql: &str,
+        keys: Vec<String>,
+        deadline: Option<Instant>,
+    ) -> EdgeResult<Option<StatementResult>> {
         check_keys(&keys)?;
         if keys.is_empty() {
-            return Ok(0);
+            return Ok(None);
         }
         self.kv_table(deadline).await?;
-        let sql = format!(
-            "DELETE FROM _outpost_kv WHERE key IN ({})",
-            placeholders(keys.len(), 1)
-        );
+        let sql = sql.replace('#', &placeholders(keys.len(), 1));
         let params = keys.into_iter().map(Value::Text).collect();
-        let result = self.run("delete", sql, params, deadline).await?;
-        Ok(result.changes as u32)
+        Ok(Some(self.run(op, sql, params, deadline).await?))
     }
 
     /// The entries in `range`, in key order (or reversed).
