@@ -78,10 +78,17 @@ pub struct Runtime {
     loaded: Mutex<HashMap<[u8; 32], Weak<LoadedComponent>>>,
     pub(crate) stores: Arc<NodeStores>,
     pub(crate) meters: crate::meters::RuntimeMeters,
+    /// The node's live Durable Objects, of every tenant.
+    pub(crate) objects: Arc<crate::objects::ObjectDirectory>,
     _ticker: EpochTicker,
 }
 
 impl Runtime {
+    /// The node's live Durable Objects.
+    pub fn objects(&self) -> &crate::objects::ObjectDirectory {
+        &self.objects
+    }
+
     /// The node's stores and caches, as the embedder built them.
     pub fn stores(&self) -> &Arc<NodeStores> {
         &self.stores
@@ -124,6 +131,7 @@ impl Runtime {
             loaded: Mutex::new(HashMap::new()),
             stores,
             meters: Default::default(),
+            objects: Arc::default(),
             _ticker: ticker,
         }))
     }

@@ -139,10 +139,10 @@ mod tests {
             "id".into(),
             std::time::Duration::from_secs(1),
             None,
-            crate::tenant::Admission {
+            Some(crate::tenant::Admission {
                 _slot: permit,
                 _client: None,
-            },
+            }),
         )
     }
 

@@ -111,4 +111,8 @@ impl SubrequestCounter for ScopeSlot {
         self.get()
             .map_or(0, |scope| scope.subrequests.fetch_add(1, Ordering::Relaxed))
     }
+
+    fn request_id(&self) -> Option<Arc<str>> {
+        self.get().map(|scope| scope.id.clone())
+    }
 }

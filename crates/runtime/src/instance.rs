@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use outpost_bindings::TenantBindings;
 use outpost_bindings::http::OutboundHooks;
+use outpost_bindings::objects::ObjectSelf;
 use outpost_config::Limits;
 use wasmtime::component::{GuestTaskId, ResourceTable};
 use wasmtime::{AsContextMut, Store, StoreContextMut};
@@ -49,7 +50,15 @@ pub(crate) struct TenantInstances {
 }
 
 impl TenantInstances {
-    fn new_store(&self) -> wasmtime::Result<(Store<GuestState>, ScopeSlot)> {
+    /// A store under the tenant's limits; `object` is the Durable Object it runs as, if
+    /// it is one.
+    pub(crate) fn new_store(
+        &self,
+        object: Option<ObjectSelf>,
+    ) -> wasmtime::Result<(Store<GuestState>, ScopeSlot)> {
+        let caller = object
+            .as_ref()
+            .map(|object| (object.namespace.class.clone(), object.id));
         let scope = ScopeSlot::default();
         let wasi = WasiCtxBuilder::new()
             .envs(&self.vars)
@@ -72,7 +81,7 @@ impl TenantInstances {
             http: WasiHttpCtx::new(),
             hooks: OutboundHooks::new(self.bindings.outbound.clone(), Box::new(scope.clone()))
                 .with_cache(self.bindings.cache.tenant_cache().cloned())
-                .with_objects(self.bindings.objects.clone(), None),
+                .with_objects(self.bindings.objects.clone(), caller),
             limiter: GuestLimiter {
                 memory_bytes: self.limits.memory as usize,
                 table_elements: MAX_TABLE_ELEMENTS,
@@ -84,7 +93,7 @@ impl TenantInstances {
             lane: Arc::default(),
             meter_cpu: self.limits.cpu.is_some(),
             bindings: self.bindings.clone(),
-            object: None,
+            object,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -99,7 +108,7 @@ impl TenantInstances {
     /// Instantiates once without a request, so a component that cannot start under the
     /// tenant's limits (say, initial memory above the cap) is refused at load time.
     pub(crate) fn trial_instantiate(&self) -> wasmtime::Result<()> {
-        let (mut store, _) = self.new_store()?;
+        let (mut store, _) = self.new_store(None)?;
         // `instantiate_async` needs a runtime but nothing here waits on I/O.
         futures::executor::block_on(self.pre.instantiate_async(&mut store))?;
         Ok(())
@@ -115,7 +124,7 @@ impl HandlerState for TenantInstances {
         &self,
     ) -> wasmtime::Result<Instance<GuestState, InstanceExpiration, InstanceState>> {
         let started = Instant::now();
-        let (mut store, scope) = self.new_store()?;
+        let (mut store, scope) = self.new_store(None)?;
         let proxy = self.pre.instantiate_async(&mut store).await?;
         self.meters
             .instantiation

@@ -15,6 +15,7 @@ mod guest_state;
 mod instance;
 mod limits;
 mod meters;
+mod objects;
 mod parallel;
 mod scope;
 mod tenant;
@@ -25,6 +26,7 @@ pub use engine::{EPOCH_TICK, PoolUsage, Runtime, RuntimeError};
 pub use error::{Failure, LoadError, TenantLoadError};
 pub use guest_log::LOG_ALLOWANCE_BYTES;
 pub use instance::{REUSE_IDLE_TIMEOUT, REUSE_MAX_REQUESTS};
+pub use objects::{OBJECT_FAILURE_HEADER, OBJECT_QUEUE_DEPTH, ObjectDirectory};
 pub use parallel::in_parallel;
 pub use scope::{LimitExceeded, LimitHit};
 pub use tenant::{

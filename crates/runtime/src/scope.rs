@@ -61,8 +61,8 @@ pub struct RequestScope {
     pub(crate) subrequests: std::sync::atomic::AtomicU32,
     instance_exit: Notify,
     /// Released when the instance lets go of this request: the tenant's concurrency slot
-    /// (and its client's).
-    _admission: crate::tenant::Admission,
+    /// (and its client's). An object's event holds none: the request that sent it does.
+    _admission: Option<crate::tenant::Admission>,
 }
 
 impl RequestScope {
@@ -71,7 +71,7 @@ impl RequestScope {
         id: Arc<str>,
         timeout: Duration,
         cpu_budget: Option<Duration>,
-        admission: crate::tenant::Admission,
+        admission: Option<crate::tenant::Admission>,
     ) -> RequestScope {
         RequestScope {
             tenant,

@@ -8,10 +8,11 @@
 //! with a full fuel tank, a fresh CPU meter and its own deadline.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use outpost_bindings::StoresError;
+use outpost_bindings::objects::ObjectRouter;
 use outpost_config::{Limits, TenantConfig};
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::WasiBody;
@@ -24,6 +25,7 @@ use crate::error::{Failure, LoadError, TenantLoadError, classify};
 use crate::instance::TenantInstances;
 use crate::limits::body::body_with_limit;
 use crate::limits::lanes::lanes_per_tenant;
+use crate::objects::TenantObjects;
 use crate::parallel::in_parallel;
 use crate::scope::{LimitHit, RequestScope};
 
@@ -119,6 +121,8 @@ pub struct Tenant {
     /// Slots held per client, under `limits.per_client`.
     clients: ClientSlots,
     handler: ProxyHandler<TenantInstances>,
+    /// This version's Durable Objects router (the tenant's bindings hold it weakly).
+    _objects: Option<Arc<TenantObjects>>,
 }
 
 impl Tenant {
@@ -233,6 +237,24 @@ impl Tenant {
                 reason: format!("{e:#}"),
             })
         })?;
+        let objects_declared = !instances.bindings.objects.is_empty();
+        if objects_declared && world == HttpWorld::P3 {
+            return Err(Box::new(TenantLoadError {
+                tenant: config.name.clone(),
+                key: "durable_objects".into(),
+                at: config.component_at.clone(),
+                error: LoadError::Binding {
+                    reason: "Durable Objects run wasi:http/incoming-handler@0.2 components only for now; build the tenant for WASI 0.2 (wasm32-wasip2)".into(),
+                },
+            }));
+        }
+        let handler = ProxyHandler::new(instances);
+        let objects = objects_declared.then(|| {
+            let objects = TenantObjects::new(handler.clone(), runtime.objects.clone());
+            let router: Weak<dyn ObjectRouter> = Arc::downgrade(&objects) as _;
+            handler.state().bindings.objects.set_router(router);
+            objects
+        });
         let info = TenantInfo {
             name,
             component_hash: hex(&hash),
@@ -246,7 +268,8 @@ impl Tenant {
             limits: config.limits.clone(),
             concurrency: Arc::new(Semaphore::new(config.limits.concurrency as usize)),
             clients: ClientSlots::default(),
-            handler: ProxyHandler::new(instances),
+            handler,
+            _objects: objects,
         })
     }
 
@@ -317,7 +340,7 @@ impl Tenant {
             request_id,
             self.limits.timeout,
             self.limits.cpu,
-            admission,
+            Some(admission),
         ));
         let request = request.map(|body| body_with_limit(body, self.limits.body, scope.clone()));
         let deadline = tokio::time::Instant::from_std(scope.deadline);

@@ -35,6 +35,11 @@ use crate::objects::{Caller, OBJECT_HEADER, ObjectsCtx};
 pub trait SubrequestCounter: Send + Sync + 'static {
     /// Counts one more subrequest and returns how many the request has made before it.
     fn count(&self) -> u32;
+
+    /// The current request's id, which an object's event it sends goes on logging under.
+    fn request_id(&self) -> Option<Arc<str>> {
+        None
+    }
 }
 
 /// The outbound policy of one instance: the tenant's client (none: every request is
@@ -106,11 +111,12 @@ impl OutboundHooks {
                 ))))
             });
         }
+        let request_id = self.counter.request_id();
         let span = tracing::Span::current();
         Box::new(tracing::Instrument::instrument(
             async move {
                 let target = target.to_str().unwrap_or_default();
-                let response = objects.deliver(target, caller, request).await?;
+                let response = objects.deliver(target, request_id, caller, request).await?;
                 let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
                     Box::new(async { Ok(()) });
                 Ok((response, done))

@@ -50,12 +50,13 @@ pub type Caller = Option<(Arc<str>, ObjectId)>;
 #[async_trait]
 pub trait ObjectRouter: Send + Sync + 'static {
     /// Runs `request` as an event of object `id` of `namespace` and answers its response
-    /// (an error status with the reason if the object failed). `caller` is the object the
-    /// request comes from, if it comes from one.
+    /// (an error status with the reason if the object failed). `request_id` is the id of
+    /// the request that sent it; `caller` is the object it comes from, if one.
     async fn fetch(
         &self,
         namespace: Arc<ObjectNamespace>,
         id: ObjectId,
+        request_id: Option<Arc<str>>,
         caller: Caller,
         request: http::Request<WasiBody>,
     ) -> Result<http::Response<WasiBody>, wasmtime_wasi_http::Error>;
@@ -150,6 +151,7 @@ impl ObjectsCtx {
     pub async fn deliver(
         &self,
         target: &str,
+        request_id: Option<Arc<str>>,
         caller: Caller,
         request: http::Request<WasiBody>,
     ) -> Result<http::Response<WasiBody>, wasmtime_wasi_http::Error> {
@@ -172,10 +174,21 @@ impl ObjectsCtx {
             .key
             .parse(id, &namespace.class)
             .map_err(|e| refused(e.to_string()))?;
+        if let Some((class, caller)) = &caller
+            && *class == namespace.class
+            && *caller == id
+        {
+            // Its events run one at a time: this one would wait for itself.
+            return Err(refused(
+                "an object cannot send a request to itself; call the method directly".into(),
+            ));
+        }
         let Some(router) = self.router.get().and_then(Weak::upgrade) else {
             return Err(refused("the tenant's objects are not running".into()));
         };
-        router.fetch(namespace.clone(), id, caller, request).await
+        router
+            .fetch(namespace.clone(), id, request_id, caller, request)
+            .await
     }
 }
 

@@ -47,8 +47,6 @@ pub struct ObjectStorage {
     tenant: Arc<str>,
     /// Whether `_outpost_kv` is known to exist.
     kv_ready: AtomicBool,
-    /// Whether the guest holds a transaction open.
-    in_transaction: AtomicBool,
 }
 
 impl ObjectStorage {
@@ -64,7 +62,6 @@ impl ObjectStorage {
             meters,
             tenant,
             kv_ready: AtomicBool::new(false),
-            in_transaction: AtomicBool::new(false),
         }
     }
 
@@ -279,23 +276,22 @@ impl ObjectStorage {
     pub async fn transaction(&self, step: TransactionStep) -> EdgeResult<()> {
         let _timer = self.meters.time(&self.tenant, "object", "transaction");
         self.database.transaction(step).await?;
-        let open = step == TransactionStep::Begin;
-        self.in_transaction.store(open, Ordering::Relaxed);
-        if !open {
+        if step != TransactionStep::Begin {
             // A rolled-back `CREATE TABLE _outpost_kv` is gone again.
             self.kv_ready.store(false, Ordering::Relaxed);
         }
         Ok(())
     }
 
-    /// Ends an event: a transaction the guest left open is rolled back.
+    /// Ends an event (and an instance, before it is dropped): a transaction the guest
+    /// left open, through the transaction calls or its own `BEGIN`, is rolled back.
+    /// Always asked of the database, which alone knows whether one is open.
     pub async fn end_event(&self) {
-        if self.in_transaction.swap(false, Ordering::Relaxed) {
-            if let Err(error) = self.database.transaction(TransactionStep::Abandon).await {
-                tracing::warn!(tenant = %self.tenant, %error, "rolling back an object's open transaction failed");
-            }
-            self.kv_ready.store(false, Ordering::Relaxed);
+        if let Err(error) = self.database.transaction(TransactionStep::Abandon).await {
+            tracing::warn!(tenant = %self.tenant, %error, "rolling back an object's open transaction failed");
         }
+        // A rolled-back `CREATE TABLE _outpost_kv` is gone again.
+        self.kv_ready.store(false, Ordering::Relaxed);
     }
 }
 

@@ -1,0 +1,259 @@
+//! Running Durable Objects: one live instance per object, one event at a time.
+//!
+//! The node's [`ObjectDirectory`] maps each live object (tenant, class, id) to the task
+//! that owns its instance ([`actor`]). A request for an object is queued to that task, or
+//! starts it; the task runs events one after another on the same instance, so the
+//! object's memory lives across events and a read-modify-write is never interleaved.
+//! The task ends (and the instance with it) after the class's idle time, when an event
+//! hits a limit or traps, and when an event comes from a newer version of the tenant (a
+//! deploy), whose instance it then builds instead.
+
+mod actor;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::channel::oneshot;
+use http::StatusCode;
+use http_body_util::{BodyExt, Full};
+use outpost_bindings::objects::{Caller, ObjectId, ObjectNamespace, ObjectRouter};
+use tokio::sync::mpsc;
+use wasmtime_wasi_http::WasiBody;
+use wasmtime_wasi_http::handler::ProxyHandler;
+
+use crate::error::{Failure, classify};
+use crate::instance::TenantInstances;
+use crate::scope::{LimitHit, RequestScope};
+use crate::tenant::{GuestRequest, GuestResponse};
+
+/// Events waiting for one object; past this, requests are answered 503 at once rather
+/// than queued behind a hot object without bound.
+pub const OBJECT_QUEUE_DEPTH: usize = 256;
+
+/// The header on every answer the node gives for an object that did not answer itself:
+/// why (`overloaded`, `cpu`, `memory`, `timeout`, `error`, `unavailable`).
+pub const OBJECT_FAILURE_HEADER: &str = "outpost-object-failure";
+
+/// After an event fails, how long to wait for the object task's verdict.
+const EXIT_VERDICT_WAIT: Duration = Duration::from_millis(250);
+
+/// The node's live objects.
+#[derive(Default)]
+pub struct ObjectDirectory {
+    live: Mutex<HashMap<ObjectKey, mpsc::Sender<Event>>>,
+}
+
+/// An object's queue is full.
+struct Overloaded;
+
+/// An object's address on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ObjectKey {
+    tenant: Arc<str>,
+    class: Arc<str>,
+    id: ObjectId,
+}
+
+/// One event for an object: a request, from one version of its tenant.
+struct Event {
+    version: Version,
+    namespace: Arc<ObjectNamespace>,
+    scope: Arc<RequestScope>,
+    request: GuestRequest,
+    reply: oneshot::Sender<Result<GuestResponse, wasmtime::Error>>,
+}
+
+impl ObjectDirectory {
+    /// How many objects are live on the node.
+    pub fn live(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectKey, mpsc::Sender<Event>>> {
+        self.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues `event` for its object, starting the object's task if it is not live.
+    /// Sent under the lock, so a task that ends for idleness (which it decides under the
+    /// same lock, with its queue empty) never drops an event.
+    fn send(self: &Arc<Self>, key: ObjectKey, event: Event) -> Result<(), Overloaded> {
+        let mut live = self.lock();
+        let event = match live.get(&key) {
+            Some(queue) => match queue.try_send(event) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => return Err(Overloaded),
+                // Its task ended without taking itself out (it panicked): start anew.
+                Err(mpsc::error::TrySendError::Closed(event)) => event,
+            },
+            None => event,
+        };
+        let (queue, events) = mpsc::channel(OBJECT_QUEUE_DEPTH);
+        let idle = event.namespace.idle_timeout;
+        // A fresh queue has room for the first event.
+        let _ = queue.try_send(event);
+        live.insert(key.clone(), queue);
+        tokio::spawn(actor::run(self.clone(), key, idle, events));
+        Ok(())
+    }
+
+    /// Takes `key` out of the directory if no event is waiting for it; called by its task,
+    /// which ends when this returns true.
+    fn retire(&self, key: &ObjectKey, events: &mpsc::Receiver<Event>) -> bool {
+        let mut live = self.lock();
+        if !events.is_empty() {
+            return false;
+        }
+        live.remove(key);
+        true
+    }
+}
+
+/// One version of a tenant: events it sends run on instances of this version.
+#[derive(Clone)]
+struct Version {
+    /// Tells versions apart (a deploy makes a new one).
+    serial: u64,
+    handler: ProxyHandler<TenantInstances>,
+}
+
+impl Version {
+    fn instances(&self) -> &TenantInstances {
+        self.handler.state()
+    }
+}
+
+/// A tenant version's objects router; the [`crate::Tenant`] holds it, its bindings reach
+/// it through a `Weak`, so a replaced version's router goes with it.
+pub(crate) struct TenantObjects {
+    version: Version,
+    directory: Arc<ObjectDirectory>,
+}
+
+impl TenantObjects {
+    pub(crate) fn new(
+        handler: ProxyHandler<TenantInstances>,
+        directory: Arc<ObjectDirectory>,
+    ) -> Arc<TenantObjects> {
+        static SERIAL: AtomicU64 = AtomicU64::new(0);
+        Arc::new(TenantObjects {
+            version: Version {
+                serial: SERIAL.fetch_add(1, Ordering::Relaxed),
+                handler,
+            },
+            directory,
+        })
+    }
+}
+
+#[async_trait]
+impl ObjectRouter for TenantObjects {
+    async fn fetch(
+        &self,
+        namespace: Arc<ObjectNamespace>,
+        id: ObjectId,
+        request_id: Option<Arc<str>>,
+        _caller: Caller,
+        request: http::Request<WasiBody>,
+    ) -> Result<http::Response<WasiBody>, wasmtime_wasi_http::Error> {
+        let instances = self.version.instances();
+        let scope = Arc::new(RequestScope::new(
+            instances.name.clone(),
+            request_id.unwrap_or_else(|| Arc::from("-")),
+            instances.limits.timeout,
+            instances.limits.cpu,
+            None,
+        ));
+        let key = ObjectKey {
+            tenant: instances.name.clone(),
+            class: namespace.class.clone(),
+            id,
+        };
+        let (reply, response) = oneshot::channel();
+        let event = Event {
+            version: self.version.clone(),
+            namespace,
+            scope: scope.clone(),
+            request,
+            reply,
+        };
+        if let Err(Overloaded) = self.directory.send(key, event) {
+            tracing::warn!(tenant = %scope.tenant, request_id = %scope.id,
+                object = %id, "object overloaded: {OBJECT_QUEUE_DEPTH} events waiting");
+            let mut refused = answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!(
+                    "object overloaded: {OBJECT_QUEUE_DEPTH} events are waiting for it; shard hot keys over more objects"
+                ),
+            );
+            refused
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(1));
+            return Ok(refused);
+        }
+        let error = match response.await {
+            Ok(Ok(response)) => return Ok(response),
+            Ok(Err(error)) => error,
+            Err(oneshot::Canceled) => wasmtime::Error::msg("the object ended the event unanswered"),
+        };
+        scope.wait_for_instance_exit(EXIT_VERDICT_WAIT).await;
+        Ok(failure_answer(classify(&scope, &error), &scope.id))
+    }
+}
+
+/// What the caller gets when the object did not answer.
+fn failure_answer(failure: Failure, request_id: &str) -> GuestResponse {
+    match failure {
+        Failure::Limit(LimitHit::Cpu) => answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cpu",
+            "object stopped: cpu limit exceeded; it starts again from storage".into(),
+        ),
+        Failure::Limit(LimitHit::Memory) => answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "memory",
+            "object stopped: memory limit exceeded; it starts again from storage".into(),
+        ),
+        Failure::Limit(LimitHit::Timeout) => answer(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            "object stopped: timeout; it starts again from storage".into(),
+        ),
+        Failure::Limit(LimitHit::Body) => answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body",
+            "request body too large".into(),
+        ),
+        Failure::NoInstance => answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "no instance for the object: the node is busy".into(),
+        ),
+        Failure::GuestError => answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "error",
+            format!("object failed (request id {request_id}); it starts again from storage"),
+        ),
+    }
+}
+
+fn answer(status: StatusCode, why: &'static str, text: String) -> GuestResponse {
+    let body: WasiBody = Full::new(Bytes::from(text))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = http::Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(OBJECT_FAILURE_HEADER, http::HeaderValue::from_static(why));
+    response
+}
