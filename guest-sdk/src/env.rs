@@ -55,6 +55,12 @@ impl Env {
         Bucket::open(name)
     }
 
+    /// The Durable Object class bound as `name`
+    /// (`durable_objects = { NAME = { class = "…" } }`).
+    pub fn durable_object(&self, name: &str) -> Result<crate::ObjectNamespace> {
+        crate::ObjectNamespace::open(name)
+    }
+
     /// The tenant's HTTP cache (`cache = { enabled = true }`), Workers' `caches.default`.
     pub fn cache(&self) -> Cache {
         Cache

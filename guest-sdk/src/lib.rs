@@ -23,6 +23,7 @@
 
 mod env;
 mod error;
+pub mod objects;
 mod request;
 mod response;
 pub mod route;
@@ -31,7 +32,8 @@ pub mod stores;
 
 pub use env::Env;
 pub use error::{Error, Result, StoreError};
-pub use outpost_sdk_macros::fetch;
+pub use objects::{DurableObject, ObjectClass, ObjectId, ObjectNamespace, State, Storage, Stub};
+pub use outpost_sdk_macros::{durable_object, fetch};
 pub use request::{BodyStream, Request};
 pub use response::Response;
 pub use router::{Params, Router};
@@ -60,9 +62,14 @@ pub mod __private {
     use crate::{Env, Request, Response, Result};
     use wasip2::http::types::{IncomingRequest, ResponseOutparam};
 
-    /// Runs a fetch handler for one incoming request, then its `wait_until` work.
-    pub fn serve<F, Fut>(request: IncomingRequest, out: ResponseOutparam, handler: F)
-    where
+    /// Runs a fetch handler for one incoming request, then its `wait_until` work; in an
+    /// instance that runs a Durable Object, the object's class from `objects` instead.
+    pub fn serve<F, Fut>(
+        request: IncomingRequest,
+        out: ResponseOutparam,
+        handler: F,
+        objects: &[(&str, crate::objects::dispatch::Entry)],
+    ) where
         F: FnOnce(Request, Env) -> Fut,
         Fut: Future<Output = Result<Response>>,
     {
@@ -79,7 +86,18 @@ pub mod __private {
                 .map(str::to_string);
             let env = Env::new(traceparent);
             let is_head = request.method() == wstd::http::Method::HEAD;
-            let response = match handler(Request::from_http(request), env.clone()).await {
+            let request = Request::from_http(request);
+            let answer = match crate::objects::dispatch::current() {
+                None => handler(request, env.clone()).await,
+                Some(id) => match objects.iter().find(|(class, _)| *class == id.class) {
+                    Some((_, entry)) => entry(request, env.clone(), id).await,
+                    None => Err(crate::Error::internal(format!(
+                        "durable object class `{}` is not in this component; list it in #[outpost_sdk::fetch(objects = [...])]",
+                        id.class
+                    ))),
+                },
+            };
+            let response = match answer {
                 Ok(response) => response,
                 Err(error) => error.into_response(),
             };

@@ -18,7 +18,7 @@ pub struct Request {
 }
 
 /// Headers that describe one connection, not the message: never forwarded.
-const HOP_BY_HOP: [&str; 9] = [
+pub(crate) const HOP_BY_HOP: [&str; 9] = [
     "host",
     "connection",
     "keep-alive",

@@ -1,4 +1,4 @@
-//! `durable_objects = { ROOMS = { class = "room" } }` on a tenant: the Durable Object
+//! `durable_objects = { ROOMS = { class = "Room" } }` on a tenant: the Durable Object
 //! classes its component implements, each reachable from its guests by a binding name.
 
 use std::collections::BTreeMap;
@@ -8,7 +8,6 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::stores::is_binding_name;
-use crate::tenant::is_name;
 use crate::{ConfigError, Validator, parse_duration};
 
 /// How long a live object with no event is kept in memory (workerd's 10 s).
@@ -17,7 +16,7 @@ pub const DEFAULT_OBJECT_IDLE: Duration = Duration::from_secs(10);
 /// One Durable Object class of a tenant, bound to a name its guests open it by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectClass {
-    /// The class name the component's code registers (`#[durable_object(class = "room")]`);
+    /// The class: the name of the object type (`#[outpost_sdk::durable_object] struct Room`);
     /// part of every object's address, so renaming it orphans the class's objects.
     pub class: String,
     /// After this long without an event a live object is dropped from memory; the next
@@ -49,15 +48,17 @@ impl Validator<'_> {
             }
             let raw = raw.into_inner();
             let class = raw.class.get_ref().clone();
-            if !is_name(&class) {
+            // The guest's type name (Workers' `class_name`); it names a directory too.
+            if !is_binding_name(&class) {
                 errors.push(self.error(
                     &raw.class,
                     &format!("{key}.class"),
-                    "a class name is lowercase letters, digits, `-` and `_` (at most 63)",
+                    "a class name is letters, digits and `_`, starting with a letter or `_` (at most 63): the object type's name, e.g. \"Counter\"",
                 ));
                 continue;
             }
-            if let Some(other) = seen.insert(class.clone(), binding.clone()) {
+            // Case apart only, two classes would share a directory on some filesystems.
+            if let Some(other) = seen.insert(class.to_ascii_lowercase(), binding.clone()) {
                 errors.push(self.error(
                     &raw.class,
                     &format!("{key}.class"),

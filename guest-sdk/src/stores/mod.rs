@@ -15,7 +15,7 @@ pub mod cache;
 pub mod kv;
 pub mod sql;
 
-mod wit {
+pub(crate) mod wit {
     wit_bindgen::generate!({
         path: "../wit",
         world: "outpost:edge/imports",
@@ -27,12 +27,12 @@ mod wit {
     });
 }
 
-use wit::outpost::edge::types::Error as HostError;
+pub(crate) use wit::outpost::edge::types::Error as HostError;
 
 use crate::StoreError;
 
 /// Makes a host error the SDK's, saying which operation failed.
-fn store_error(what: std::fmt::Arguments<'_>, error: HostError) -> crate::Error {
+pub(crate) fn store_error(what: std::fmt::Arguments<'_>, error: HostError) -> crate::Error {
     let with = |text: String| format!("{what}: {text}");
     crate::Error::Store(match error {
         HostError::NoSuchBinding(text) => StoreError::NotDeclared(with(text)),

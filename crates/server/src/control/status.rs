@@ -114,6 +114,12 @@ impl Collector for ControlGauges {
             "Distinct compiled components in memory (freed when no serving version uses them)",
             control.components_in_memory() as i64,
         )?;
+        encode_gauge(
+            &mut encoder,
+            "objects_live",
+            "Durable Objects with an instance in memory, of every tenant (each holds one instance slot)",
+            control.runtime.objects().live() as i64,
+        )?;
         let pool = control.runtime.pool_usage();
         encode_gauge(
             &mut encoder,

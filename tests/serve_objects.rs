@@ -1,0 +1,221 @@
+//! Durable Objects through the real binary and `examples/counter-object`: one event at a
+//! time, state kept across events, storage that survives SIGKILL and eviction, limits
+//! that reset one object only, and ids that stay in their class and tenant.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use http::Method;
+use support::{Node, admin_call, free_port, tenant};
+
+const HOST: &str = "objects.test";
+const TOKEN: &str = "objects-admin-token-4c1e";
+
+/// The counter tenant `name` on `host`, objects idle out after `idle`.
+fn counters(name: &str, host: &str, idle: &str, limits: &str) -> String {
+    tenant(
+        name,
+        "counter-object",
+        &[host],
+        &format!(
+            "durable_objects = {{ COUNTERS = {{ class = \"Counter\", idle_timeout = \"{idle}\" }} }}\n{limits}"
+        ),
+    )
+}
+
+fn config(dir: &Path, addr: SocketAddr, admin: SocketAddr, tenants: &str) -> std::path::PathBuf {
+    let path = dir.join("outpost.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[node]\nid = \"objects\"\ndata_dir = \"data\"\nmax_instances = 100\n\n\
+             [server]\nlisten = \"{addr}\"\nadmin = {{ listen = \"{admin}\" }}\n\n{tenants}"
+        ),
+    )
+    .expect("write config");
+    path
+}
+
+async fn start(dir: tempfile::TempDir, config: &Path, addr: SocketAddr) -> Node {
+    Node::start_with_env(dir, config, addr, &[("OUTPOST_ADMIN_TOKEN", TOKEN)]).await
+}
+
+/// How many objects the node holds in memory, from its metrics.
+async fn live_objects(admin: SocketAddr) -> f64 {
+    let text = admin_call(admin, Method::GET, "/metrics", Some(TOKEN), Vec::new())
+        .await
+        .body;
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("the scrape parses as Prometheus text");
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "outpost_objects_live")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .unwrap_or_else(|| panic!("no outpost_objects_live in the metrics:\n{text}"))
+}
+
+/// Waits (up to 60 s) until the node holds `count` objects in memory.
+async fn wait_live(admin: SocketAddr, count: f64) {
+    let started = Instant::now();
+    loop {
+        let live = live_objects(admin).await;
+        if live == count {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{live} objects live after 60 s, waiting for {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_increments_are_exact_and_survive_sigkill_and_eviction() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (addr, admin) = (free_port(), free_port());
+    let config = config(
+        dir.path(),
+        addr,
+        admin,
+        &counters("counters", HOST, "3s", ""),
+    );
+    let node = start(dir, &config, addr).await;
+
+    // 16 clients, 500 increments of one counter between them.
+    let node = std::sync::Arc::new(node);
+    let mut clients = Vec::new();
+    for client in 0..16 {
+        let node = node.clone();
+        clients.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in (client..500).step_by(16) {
+                let reply = node.call(Method::POST, HOST, "/counter/hits", "").await;
+                assert_eq!(reply.status, 200, "{}", reply.body);
+                seen.push(reply.body.parse::<u64>().expect("a count"));
+            }
+            seen
+        }));
+    }
+    let mut counts = BTreeSet::new();
+    for client in clients {
+        for count in client.await.expect("client") {
+            assert!(counts.insert(count), "count {count} answered twice");
+        }
+    }
+    assert_eq!(
+        counts,
+        (1..=500).collect(),
+        "every increment saw its own count"
+    );
+    assert_eq!(node.get(HOST, "/counter/hits").await.body, "500");
+    // One instance ran all of them: its in-memory event count says so.
+    assert_eq!(node.get(HOST, "/counter/hits/events").await.body, "502");
+    assert_eq!(live_objects(admin).await, 1.0);
+
+    // SIGKILL with the object live: every acknowledged increment is on disk.
+    let node = std::sync::Arc::into_inner(node).expect("clients done");
+    let dir = node.stop();
+    let node = start(dir, &config, addr).await;
+    assert_eq!(node.get(HOST, "/counter/hits").await.body, "500");
+    assert_eq!(node.get(HOST, "/counter/hits/events").await.body, "2");
+
+    // Idle past its timeout, the object leaves memory; the next event rebuilds it.
+    wait_live(admin, 0.0).await;
+    let reply = node.call(Method::POST, HOST, "/counter/hits", "").await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "501"));
+    assert_eq!(node.get(HOST, "/counter/hits/events").await.body, "2");
+}
+
+#[tokio::test]
+async fn a_looping_or_hoarding_object_fails_only_its_own_event() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (addr, admin) = (free_port(), free_port());
+    let limits = "limits = { cpu = \"100ms\", memory = \"32MiB\", timeout = \"5s\" }";
+    let tenants = format!(
+        "{}{}",
+        counters("counters", HOST, "30s", limits),
+        tenant("hello", "hello", &["hello.test"], "")
+    );
+    let config = config(dir.path(), addr, admin, &tenants);
+    let node = start(dir, &config, addr).await;
+    for _ in 0..3 {
+        node.call(Method::POST, HOST, "/counter/victim", "").await;
+    }
+    node.call(Method::POST, HOST, "/counter/bystander", "")
+        .await;
+
+    let spin = node
+        .call(Method::POST, HOST, "/counter/victim/spin", "")
+        .await;
+    assert_eq!(spin.status, 503, "{}", spin.body);
+    assert_eq!(spin.header("outpost-object-failure"), Some("cpu"));
+    // The object starts again from storage; the one beside it never stopped.
+    assert_eq!(node.get(HOST, "/counter/victim").await.body, "3");
+    assert_eq!(node.get(HOST, "/counter/victim/events").await.body, "2");
+    assert_eq!(node.get(HOST, "/counter/bystander/events").await.body, "2");
+
+    let grow = node
+        .call(Method::POST, HOST, "/counter/victim/grow", "")
+        .await;
+    assert_eq!(grow.status, 503, "{}", grow.body);
+    assert_eq!(grow.header("outpost-object-failure"), Some("memory"));
+    assert_eq!(node.get(HOST, "/counter/victim").await.body, "3");
+    assert_eq!(node.get(HOST, "/counter/bystander").await.body, "1");
+    assert_eq!(node.get("hello.test", "/").await.status, 200);
+    assert!(
+        node.logs().contains("object stopped: cpu limit exceeded"),
+        "the limit is logged:\n{}",
+        node.logs()
+    );
+}
+
+#[tokio::test]
+async fn objects_are_per_tenant_and_ids_stay_in_their_namespace() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (addr, admin) = (free_port(), free_port());
+    let tenants = format!(
+        "{}{}",
+        counters("alpha", "alpha.test", "30s", ""),
+        counters("beta", "beta.test", "30s", "")
+    );
+    let config = config(dir.path(), addr, admin, &tenants);
+    let node = start(dir, &config, addr).await;
+
+    node.call(Method::POST, "alpha.test", "/counter/same", "")
+        .await;
+    node.call(Method::POST, "alpha.test", "/counter/same", "")
+        .await;
+    let beta = node
+        .call(Method::POST, "beta.test", "/counter/same", "")
+        .await;
+    assert_eq!(
+        beta.body, "1",
+        "the same name in another tenant is another object"
+    );
+
+    let id = node.get("alpha.test", "/counter/same/id").await.body;
+    assert_eq!(id.len(), 64, "{id}");
+    let back = node.get("alpha.test", &format!("/id?string={id}")).await;
+    assert_eq!((back.status, back.body), (200, format!("Counter {id}")));
+
+    let foreign = node.get("beta.test", &format!("/id?string={id}")).await;
+    assert_eq!(foreign.status, 400, "{}", foreign.body);
+    assert!(
+        foreign.body.contains("another"),
+        "says why: {}",
+        foreign.body
+    );
+    let malformed = node.get("alpha.test", "/id?string=not-an-id").await;
+    assert_eq!(malformed.status, 400, "{}", malformed.body);
+    // Refusing them lost nothing.
+    assert_eq!(node.get("alpha.test", "/counter/same").await.body, "2");
+}
