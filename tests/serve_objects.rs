@@ -219,3 +219,65 @@ async fn objects_are_per_tenant_and_ids_stay_in_their_namespace() {
     // Refusing them lost nothing.
     assert_eq!(node.get("alpha.test", "/counter/same").await.body, "2");
 }
+
+/// Waits (up to 60 s) until `path` answers `expected`.
+async fn wait_for_body(node: &Node, path: &str, expected: &str) {
+    let started = Instant::now();
+    loop {
+        let reply = node.get(HOST, path).await;
+        if reply.body == expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{path} answers {:?} after 60 s, waiting for {expected:?}\n{}",
+            reply.body,
+            node.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_alarm_set_before_a_sigkill_fires_after_the_restart_and_failures_are_retried() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (addr, admin) = (free_port(), free_port());
+    let config = config(
+        dir.path(),
+        addr,
+        admin,
+        &counters("counters", HOST, "30s", ""),
+    );
+    let node = start(dir, &config, addr).await;
+
+    // Set 1.5 s ahead, then killed before it is due.
+    let set = node
+        .call(Method::POST, HOST, "/counter/late/alarm?in_ms=1500", "")
+        .await;
+    assert_eq!((set.status, set.body.as_str()), (200, "set"));
+    let pending = node.get(HOST, "/counter/late/alarm").await.body;
+    assert!(
+        pending.parse::<u64>().is_ok(),
+        "the alarm is set: {pending}"
+    );
+    let dir = node.stop();
+    let node = start(dir, &config, addr).await;
+    wait_for_body(&node, "/counter/late/alarms", "1 0").await;
+    assert_eq!(node.get(HOST, "/counter/late/alarm").await.body, "none");
+
+    // Its first run fails: it runs again after the backoff, knowing it is a retry.
+    node.call(
+        Method::POST,
+        HOST,
+        "/counter/flaky/alarm?in_ms=0&fail=1",
+        "",
+    )
+    .await;
+    wait_for_body(&node, "/counter/flaky/alarms", "1 1").await;
+    assert!(
+        node.logs()
+            .contains("alarm failed with status 500; retried in"),
+        "the failure is logged:\n{}",
+        node.logs()
+    );
+}

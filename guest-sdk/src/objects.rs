@@ -14,6 +14,7 @@
 //! in the instance while the object is active; its [`Storage`] is what survives.
 
 use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::stores::store_error;
 use crate::stores::wit::outpost::edge::durable_object as host;
@@ -261,6 +262,25 @@ impl Storage {
         ))
     }
 
+    /// Sets the object's alarm to `at`, replacing any: the node then runs the object's
+    /// [`DurableObject::alarm`], even after a restart; a time past fires at once.
+    /// Durable when it returns. A failed alarm is retried (from 2 s, doubling, six
+    /// times).
+    pub async fn set_alarm(&self, at: SystemTime) -> Result<()> {
+        host::set_alarm(unix_ms(at)).map_err(storage_error("set_alarm"))
+    }
+
+    /// The object's alarm, if set (none while it runs, unless set again).
+    pub async fn get_alarm(&self) -> Result<Option<SystemTime>> {
+        let at = host::get_alarm().map_err(storage_error("get_alarm"))?;
+        Ok(at.map(|ms| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)))
+    }
+
+    /// Cancels the object's alarm, if any.
+    pub async fn delete_alarm(&self) -> Result<()> {
+        host::delete_alarm().map_err(storage_error("delete_alarm"))
+    }
+
     /// Runs `work` in one transaction: committed (durable) when it returns `Ok`, rolled
     /// back when it returns `Err`.
     pub async fn transaction<T, F, Fut>(&self, work: F) -> Result<T>
@@ -282,6 +302,20 @@ impl Storage {
     }
 }
 
+fn unix_ms(at: SystemTime) -> i64 {
+    match at.duration_since(UNIX_EPOCH) {
+        Ok(since) => since.as_millis().min(i64::MAX as u128) as i64,
+        Err(_) => 0,
+    }
+}
+
+/// What an alarm event knows about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlarmInfo {
+    /// How many times this alarm failed before (0 on its first run).
+    pub retry_count: u32,
+}
+
 /// The name of an object class: `#[outpost_sdk::durable_object]` implements it with the
 /// type's name.
 pub trait ObjectClass {
@@ -299,6 +333,13 @@ pub trait DurableObject: ObjectClass + Sized + 'static {
 
     /// Handles one request sent to the object.
     async fn fetch(&mut self, request: Request) -> Result<Response>;
+
+    /// Runs when the alarm set with [`Storage::set_alarm`] is due. An `Err` (or a trap,
+    /// or a limit hit) has it retried.
+    async fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
+        let _ = info;
+        Ok(())
+    }
 }
 
 #[doc(hidden)]
@@ -308,6 +349,10 @@ pub mod dispatch {
     use std::pin::Pin;
 
     use super::{DurableObject, ObjectId, State, host};
+
+    /// Set by the node on events that are not requests (`alarm`).
+    const EVENT_HEADER: &str = "outpost-event";
+    const ALARM_RETRY_HEADER: &str = "outpost-alarm-retry";
     use crate::{Env, Request, Response, Result};
 
     /// Runs one event of a class's object.
@@ -337,7 +382,19 @@ pub mod dispatch {
             };
             // Out of the slot while it runs: events never overlap, and a trap ends the
             // instance anyway.
-            let answer = object.fetch(request).await;
+            let answer = match request.header(EVENT_HEADER) {
+                Some("alarm") => {
+                    let retry_count = request
+                        .header(ALARM_RETRY_HEADER)
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                    match object.alarm(super::AlarmInfo { retry_count }).await {
+                        Ok(()) => Ok(Response::new(204)),
+                        Err(error) => Err(error),
+                    }
+                }
+                _ => object.fetch(request).await,
+            };
             LIVE.with(|live| *live.borrow_mut() = Some(object));
             answer
         })

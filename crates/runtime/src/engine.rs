@@ -80,6 +80,9 @@ pub struct Runtime {
     pub(crate) meters: crate::meters::RuntimeMeters,
     /// The node's live Durable Objects, of every tenant.
     pub(crate) objects: Arc<crate::objects::ObjectDirectory>,
+    /// Where background work (alarm schedulers) runs: the tokio runtime the node was
+    /// built in, if any.
+    pub(crate) tasks: Option<tokio::runtime::Handle>,
     _ticker: EpochTicker,
 }
 
@@ -132,6 +135,7 @@ impl Runtime {
             stores,
             meters: Default::default(),
             objects: Arc::default(),
+            tasks: tokio::runtime::Handle::try_current().ok(),
             _ticker: ticker,
         }))
     }

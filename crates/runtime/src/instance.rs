@@ -126,6 +126,7 @@ impl HandlerState for TenantInstances {
         let started = Instant::now();
         let (mut store, scope) = self.new_store(None)?;
         let proxy = self.pre.instantiate_async(&mut store).await?;
+        let lane = store.data().lane.clone();
         self.meters
             .instantiation
             .observe(started.elapsed().as_secs_f64());
@@ -135,6 +136,7 @@ impl HandlerState for TenantInstances {
             view: GuestState::http,
             expiration: InstanceExpiration {
                 scope: scope.clone(),
+                lane,
                 sleep: Box::pin(tokio::time::sleep(Duration::MAX / 4)),
             },
             state: InstanceState {
@@ -239,6 +241,8 @@ impl WorkerState for InstanceState {
 /// guest spins.
 pub(crate) struct InstanceExpiration {
     scope: ScopeSlot,
+    /// The instance's lane, given back while it idles between requests (`reuse`).
+    lane: Arc<crate::limits::lanes::LaneSlot>,
     sleep: Pin<Box<tokio::time::Sleep>>,
 }
 
@@ -251,8 +255,10 @@ impl WorkerExpiration for InstanceExpiration {
     ) -> Poll<()> {
         let (deadline, scope) = match status {
             WorkerStatus::Idle => {
-                // The request is finished: release its concurrency slot while idle.
+                // The request is finished: release its concurrency slot and its lane while
+                // idle (a guest that computed through a tick holds one until a host call).
                 self.scope.set(None);
+                self.lane.release();
                 (start + REUSE_IDLE_TIMEOUT, None)
             }
             WorkerStatus::Requests | WorkerStatus::PostReturn => match self.scope.get() {

@@ -250,7 +250,11 @@ impl Tenant {
         }
         let handler = ProxyHandler::new(instances);
         let objects = objects_declared.then(|| {
-            let objects = TenantObjects::new(handler.clone(), runtime.objects.clone());
+            let objects = TenantObjects::new(
+                handler.clone(),
+                runtime.objects.clone(),
+                runtime.tasks.as_ref(),
+            );
             let router: Weak<dyn ObjectRouter> = Arc::downgrade(&objects) as _;
             handler.state().bindings.objects.set_router(router);
             objects

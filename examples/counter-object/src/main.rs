@@ -7,12 +7,17 @@
 //!   has run (1 after it starts again: after idling, a deploy or a limit hit).
 //! - `GET /counter/NAME/id` answers the object's id; `GET /id?string=ID` takes an id back
 //!   (400 for an id of another class or tenant).
+//! - `POST /counter/NAME/alarm?in_ms=N[&fail=K]` sets the object's alarm N ms ahead (its
+//!   first K runs fail, to show retries); `GET .../alarm` answers when it is set for (ms)
+//!   or `none`; `GET .../alarms` answers how many alarms ran and the last retry count.
 //! - `POST /counter/NAME/spin` and `/grow` loop and allocate inside the object, to show a
 //!   limit ends that object's event only.
 //!
 //! Mounted under a path route, set `vars = { BASE_PATH = "/objects" }`.
 
-use outpost_sdk::{DurableObject, Env, Error, Method, Request, Response, Result, State};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use outpost_sdk::{AlarmInfo, DurableObject, Env, Error, Method, Request, Response, Result, State};
 
 const BINDING: &str = "COUNTERS";
 
@@ -36,7 +41,8 @@ async fn fetch(req: Request, env: Env) -> Result<Response> {
         return Err(Error::bad_request("give /counter/NAME"));
     }
     // The object sees only what it acts on.
-    let forwarded = Request::new(req.method().clone(), &format!("/{action}"))?;
+    let query = req.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let forwarded = Request::new(req.method().clone(), &format!("/{action}{query}"))?;
     counters.get_by_name(name).fetch(forwarded).await
 }
 
@@ -75,6 +81,30 @@ impl DurableObject for Counter {
                 Ok(Response::text(next.to_string()))
             }
             (Method::GET, "/events") => Ok(Response::text(self.events.to_string())),
+            (Method::POST, "/alarm") => {
+                let number = |name: &str| -> Result<u64> {
+                    req.query_param(name)
+                        .unwrap_or_else(|| "0".into())
+                        .parse()
+                        .map_err(|_| Error::bad_request(format!("`{name}` must be a number")))
+                };
+                let at = SystemTime::now() + Duration::from_millis(number("in_ms")?);
+                storage.put_json("fail_left", &number("fail")?).await?;
+                storage.set_alarm(at).await?;
+                Ok(Response::text("set"))
+            }
+            (Method::GET, "/alarm") => Ok(Response::text(match storage.get_alarm().await? {
+                Some(at) => at
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis())
+                    .to_string(),
+                None => "none".into(),
+            })),
+            (Method::GET, "/alarms") => {
+                let ran: u64 = storage.get_json("alarms_ran").await?.unwrap_or(0);
+                let retry: u32 = storage.get_json("last_retry").await?.unwrap_or(0);
+                Ok(Response::text(format!("{ran} {retry}")))
+            }
             (Method::GET, "/id") => Ok(Response::text(self.state.id().to_string())),
             (Method::POST, "/spin") => {
                 let mut spins: u64 = 0;
@@ -91,5 +121,18 @@ impl DurableObject for Counter {
             }
             _ => Err(Error::not_found()),
         }
+    }
+
+    async fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
+        let storage = self.state.storage();
+        let fail_left: u64 = storage.get_json("fail_left").await?.unwrap_or(0);
+        if fail_left > 0 {
+            storage.put_json("fail_left", &(fail_left - 1)).await?;
+            return Err(Error::internal("this alarm was told to fail"));
+        }
+        let ran: u64 = storage.get_json("alarms_ran").await?.unwrap_or(0);
+        storage.put_json("alarms_ran", &(ran + 1)).await?;
+        storage.put_json("last_retry", &info.retry_count).await?;
+        Ok(())
     }
 }

@@ -149,4 +149,30 @@ impl Host for ObjectsCtxView<'_> {
             .transaction(TransactionStep::Rollback)
             .await
     }
+
+    async fn set_alarm(&mut self, scheduled_ms: i64) -> EdgeResult<()> {
+        let object = self.object()?;
+        let id = object.id.to_string();
+        let alarms = self.ctx.alarms()?;
+        alarms
+            .set(&object.namespace.class, &id, scheduled_ms)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_alarm(&mut self) -> EdgeResult<Option<i64>> {
+        let object = self.object()?;
+        let id = object.id.to_string();
+        Ok(self.ctx.alarms()?.get(&object.namespace.class, &id).await?)
+    }
+
+    async fn delete_alarm(&mut self) -> EdgeResult<()> {
+        let object = self.object()?;
+        let id = object.id.to_string();
+        self.ctx
+            .alarms()?
+            .delete(&object.namespace.class, &id)
+            .await?;
+        Ok(())
+    }
 }

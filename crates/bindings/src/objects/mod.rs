@@ -7,6 +7,7 @@
 //! the runtime's job behind [`ObjectRouter`]; this crate only finds the object a request
 //! is for (`deliver`) and gives an object's instance its storage ([`ObjectStorage`]).
 
+mod alarms;
 mod host;
 mod id;
 mod storage;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wasmtime_wasi_http::WasiBody;
 
+pub use alarms::{ALARM_FIRST_BACKOFF, ALARM_RETRIES, AlarmIndex, DueAlarm, NextAlarm};
 pub use id::{IdError, NamespaceKey, ObjectId};
 pub use storage::ObjectStorage;
 
@@ -28,6 +30,13 @@ use crate::sql::{SqlBackend, SqlError};
 /// The header a guest's outbound request carries to go to an object instead of the
 /// network: `<BINDING> <id>`. The SDK's stub sets it; the node removes it.
 pub const OBJECT_HEADER: &str = "outpost-object";
+
+/// The header that tells an object's instance which event a request carries: absent for
+/// a request, `alarm` for its alarm. Only the node sets it: a guest's is removed.
+pub const EVENT_HEADER: &str = "outpost-event";
+
+/// On an alarm event: how many times it was retried before (Workers' `retryCount`).
+pub const ALARM_ATTEMPT_HEADER: &str = "outpost-alarm-retry";
 
 /// One class of a tenant, as a binding names it.
 pub struct ObjectNamespace {
@@ -77,6 +86,8 @@ pub struct ObjectsCtx {
     /// Set by the runtime once the tenant is loaded; weak, as the runtime's router holds
     /// the instances that hold this context.
     router: OnceLock<Weak<dyn ObjectRouter>>,
+    /// The tenant's alarms, opened on first use.
+    alarms: OnceLock<Arc<AlarmIndex>>,
 }
 
 impl ObjectsCtx {
@@ -111,7 +122,28 @@ impl ObjectsCtx {
             meters,
             max_subrequests: config.limits.subrequests,
             router: OnceLock::new(),
+            alarms: OnceLock::new(),
         }
+    }
+
+    /// The tenant's alarm table.
+    pub fn alarms(&self) -> Result<Arc<AlarmIndex>, SqlError> {
+        if let Some(alarms) = self.alarms.get() {
+            return Ok(alarms.clone());
+        }
+        // `_` cannot start a class's directory, so the file is the node's own.
+        let database = self
+            .databases
+            .open(&self.tenant, "_alarms", self.max_database_bytes)?;
+        Ok(self
+            .alarms
+            .get_or_init(|| Arc::new(AlarmIndex::new(database)))
+            .clone())
+    }
+
+    /// The namespace of `class`.
+    pub fn namespace_of_class(&self, class: &str) -> Option<&Arc<ObjectNamespace>> {
+        self.namespaces.values().find(|n| &*n.class == class)
     }
 
     /// Whether the tenant declares any class.
@@ -153,8 +185,11 @@ impl ObjectsCtx {
         target: &str,
         request_id: Option<Arc<str>>,
         caller: Caller,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
     ) -> Result<http::Response<WasiBody>, wasmtime_wasi_http::Error> {
+        // A guest's request is a request: only the node sends other events.
+        request.headers_mut().remove(EVENT_HEADER);
+        request.headers_mut().remove(ALARM_ATTEMPT_HEADER);
         let refused = |why: String| {
             tracing::warn!(tenant = %self.tenant, "request to an object refused: {why}");
             wasmtime_wasi_http::Error::InternalError(Some(why))

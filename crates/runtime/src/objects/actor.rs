@@ -171,6 +171,9 @@ async fn run_event(
         Err(_elapsed) => false,
     };
     live.scope.set(None);
+    // A guest that computed through an epoch tick holds one of the tenant's lanes until
+    // its next host call: an idle object must not keep it from the tenant's requests.
+    live.store.data().lane.release();
     if responded {
         Ok(())
     } else {

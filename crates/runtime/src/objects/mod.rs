@@ -9,6 +9,7 @@
 //! deploy), whose instance it then builds instead.
 
 mod actor;
+mod alarms;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -133,38 +134,52 @@ impl Version {
 pub(crate) struct TenantObjects {
     version: Version,
     directory: Arc<ObjectDirectory>,
+    /// The version's alarm scheduler, stopped with it.
+    alarms: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Drop for TenantObjects {
+    fn drop(&mut self) {
+        if let Some(scheduler) = self.alarms.get_mut().ok().and_then(Option::take) {
+            scheduler.abort();
+        }
+    }
 }
 
 impl TenantObjects {
+    /// The objects router of a version; its alarms are scheduled on `runtime` (none
+    /// without one: a node that only checks its config).
     pub(crate) fn new(
         handler: ProxyHandler<TenantInstances>,
         directory: Arc<ObjectDirectory>,
+        runtime: Option<&tokio::runtime::Handle>,
     ) -> Arc<TenantObjects> {
         static SERIAL: AtomicU64 = AtomicU64::new(0);
-        Arc::new(TenantObjects {
+        let objects = Arc::new(TenantObjects {
             version: Version {
                 serial: SERIAL.fetch_add(1, Ordering::Relaxed),
                 handler,
             },
             directory,
-        })
+            alarms: Mutex::new(None),
+        });
+        alarms::start(&objects, runtime);
+        objects
     }
-}
 
-#[async_trait]
-impl ObjectRouter for TenantObjects {
-    async fn fetch(
+    /// Runs `request` as an event of object `id`; answers its response, or the node's
+    /// for an object that failed or is overloaded.
+    async fn event(
         &self,
         namespace: Arc<ObjectNamespace>,
         id: ObjectId,
-        request_id: Option<Arc<str>>,
-        _caller: Caller,
-        request: http::Request<WasiBody>,
-    ) -> Result<http::Response<WasiBody>, wasmtime_wasi_http::Error> {
+        request_id: Arc<str>,
+        request: GuestRequest,
+    ) -> GuestResponse {
         let instances = self.version.instances();
         let scope = Arc::new(RequestScope::new(
             instances.name.clone(),
-            request_id.unwrap_or_else(|| Arc::from("-")),
+            request_id,
             instances.limits.timeout,
             instances.limits.cpu,
             None,
@@ -195,15 +210,30 @@ impl ObjectRouter for TenantObjects {
             refused
                 .headers_mut()
                 .insert(http::header::RETRY_AFTER, http::HeaderValue::from(1));
-            return Ok(refused);
+            return refused;
         }
         let error = match response.await {
-            Ok(Ok(response)) => return Ok(response),
+            Ok(Ok(response)) => return response,
             Ok(Err(error)) => error,
             Err(oneshot::Canceled) => wasmtime::Error::msg("the object ended the event unanswered"),
         };
         scope.wait_for_instance_exit(EXIT_VERDICT_WAIT).await;
-        Ok(failure_answer(classify(&scope, &error), &scope.id))
+        failure_answer(classify(&scope, &error), &scope.id)
+    }
+}
+
+#[async_trait]
+impl ObjectRouter for TenantObjects {
+    async fn fetch(
+        &self,
+        namespace: Arc<ObjectNamespace>,
+        id: ObjectId,
+        request_id: Option<Arc<str>>,
+        _caller: Caller,
+        request: http::Request<WasiBody>,
+    ) -> Result<http::Response<WasiBody>, wasmtime_wasi_http::Error> {
+        let request_id = request_id.unwrap_or_else(|| Arc::from("-"));
+        Ok(self.event(namespace, id, request_id, request).await)
     }
 }
 
