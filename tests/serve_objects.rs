@@ -281,3 +281,56 @@ async fn an_alarm_set_before_a_sigkill_fires_after_the_restart_and_failures_are_
         node.logs()
     );
 }
+
+#[tokio::test]
+async fn the_rate_limiter_allows_exactly_its_limit_per_key_under_concurrency() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (addr, admin) = (free_port(), free_port());
+    let limiter = tenant(
+        "limiter",
+        "rate-limiter-object",
+        &["limit.test"],
+        "durable_objects = { LIMITERS = { class = \"RateLimiter\" } }",
+    );
+    let config = config(dir.path(), addr, admin, &limiter);
+    let node = std::sync::Arc::new(start(dir, &config, addr).await);
+
+    // 8 clients, 120 requests for one key between them: exactly 100 pass.
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let node = node.clone();
+        clients.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..15 {
+                statuses.push(node.get("limit.test", "/?key=hot").await.status);
+            }
+            statuses
+        }));
+    }
+    let mut allowed = 0;
+    for client in clients {
+        for status in client.await.expect("client") {
+            match status {
+                200 => allowed += 1,
+                429 => {}
+                other => panic!("status {other}"),
+            }
+        }
+    }
+    assert_eq!(allowed, 100, "the limit is exact");
+
+    let over = node.get("limit.test", "/?key=hot").await;
+    assert_eq!(over.status, 429, "{}", over.body);
+    let retry: u64 = over
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    assert_eq!(over.header("x-ratelimit-limit"), Some("100"));
+    assert_eq!(over.header("x-ratelimit-remaining"), Some("0"));
+
+    // Another key is another object, with its whole allowance.
+    let other = node.get("limit.test", "/?key=cold").await;
+    assert_eq!(other.status, 200, "{}", other.body);
+    assert_eq!(other.header("x-ratelimit-remaining"), Some("99"));
+}

@@ -446,3 +446,39 @@ fn per_client_is_at_most_the_concurrency() {
         error.message
     );
 }
+
+const OBJECT_TENANT: &str = "[[tenant]]\nname = \"rooms\"\ncomponent = \"a.wasm\"\nroutes = [\"/\"]\n";
+
+#[test]
+fn durable_object_classes_parse_with_their_idle_time() {
+    let config = Config::parse(
+        &format!(
+            "{OBJECT_TENANT}durable_objects = {{ ROOMS = {{ class = \"Room\" }}, LIMITS = {{ class = \"Limiter\", idle_timeout = \"2s\" }} }}\n"
+        ),
+        Path::new("conf/node.toml"),
+    )
+    .unwrap();
+    let objects = &config.tenants[0].durable_objects;
+    assert_eq!(objects["ROOMS"].class, "Room");
+    assert_eq!(objects["ROOMS"].idle_timeout, DEFAULT_OBJECT_IDLE);
+    assert_eq!(objects["LIMITS"].idle_timeout, Duration::from_secs(2));
+}
+
+#[test]
+fn a_bad_class_name_is_refused_with_its_line_and_key() {
+    let error = only_error(&format!(
+        "{OBJECT_TENANT}durable_objects = {{ ROOMS = {{ class = \"../room\" }} }}\n"
+    ));
+    assert_eq!(error.location.line, 5);
+    assert_eq!(error.key.as_deref(), Some("durable_objects.ROOMS.class"));
+    assert!(error.message.contains("type's name"), "{error}");
+}
+
+#[test]
+fn a_class_bound_twice_even_in_another_case_is_refused() {
+    let error = only_error(&format!(
+        "{OBJECT_TENANT}durable_objects = {{ A = {{ class = \"Room\" }}, B = {{ class = \"room\" }} }}\n"
+    ));
+    assert_eq!(error.key.as_deref(), Some("durable_objects.B.class"));
+    assert!(error.message.contains("already bound as `A`"), "{error}");
+}
