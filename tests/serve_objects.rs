@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use http::Method;
-use support::{Node, admin_call, free_port, tenant};
+use support::{Node, free_port, tenant};
 
 const HOST: &str = "objects.test";
 const TOKEN: &str = "objects-admin-token-4c1e";
@@ -46,36 +46,7 @@ async fn start(dir: tempfile::TempDir, config: &Path, addr: SocketAddr) -> Node 
 
 /// How many objects the node holds in memory, from its metrics.
 async fn live_objects(admin: SocketAddr) -> f64 {
-    let text = admin_call(admin, Method::GET, "/metrics", Some(TOKEN), Vec::new())
-        .await
-        .body;
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .expect("the scrape parses as Prometheus text");
-    scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == "outpost_objects_live")
-        .map(|s| match s.value {
-            prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
-            _ => f64::NAN,
-        })
-        .unwrap_or_else(|| panic!("no outpost_objects_live in the metrics:\n{text}"))
-}
-
-/// Waits (up to 60 s) until the node holds `count` objects in memory.
-async fn wait_live(admin: SocketAddr, count: f64) {
-    let started = Instant::now();
-    loop {
-        let live = live_objects(admin).await;
-        if live == count {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{live} objects live after 60 s, waiting for {count}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    support::metric(admin, TOKEN, "outpost_objects_live").await
 }
 
 #[tokio::test]
@@ -129,7 +100,7 @@ async fn concurrent_increments_are_exact_and_survive_sigkill_and_eviction() {
     assert_eq!(node.get(HOST, "/counter/hits/events").await.body, "2");
 
     // Idle past its timeout, the object leaves memory; the next event rebuilds it.
-    wait_live(admin, 0.0).await;
+    support::wait_for_metric(admin, TOKEN, "outpost_objects_live", 0.0).await;
     let reply = node.call(Method::POST, HOST, "/counter/hits", "").await;
     assert_eq!((reply.status, reply.body.as_str()), (200, "501"));
     assert_eq!(node.get(HOST, "/counter/hits/events").await.body, "2");

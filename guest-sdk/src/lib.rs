@@ -32,7 +32,7 @@ pub mod stores;
 
 pub use env::Env;
 pub use error::{Error, Result, StoreError};
-pub use objects::{AlarmInfo, DurableObject, ObjectClass, ObjectId, ObjectNamespace, State, Storage, Stub};
+pub use objects::{AlarmInfo, DurableObject, Message, WebSocket, ObjectClass, ObjectId, ObjectNamespace, State, Storage, Stub};
 pub use outpost_sdk_macros::{durable_object, fetch};
 pub use request::{BodyStream, Request};
 pub use response::Response;

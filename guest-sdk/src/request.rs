@@ -193,6 +193,13 @@ impl Request {
         self.inner.into_body()
     }
 
+    /// Whether the client asks for a WebSocket (the node marks the request
+    /// `outpost-upgrade: websocket`, which stays on it when forwarded to an object).
+    /// An object accepts one with `state.accept_web_socket(..)`.
+    pub fn is_web_socket_upgrade(&self) -> bool {
+        self.header("outpost-upgrade") == Some("websocket")
+    }
+
     /// The underlying `http::Request`.
     pub fn into_http(self) -> http::Request<Body> {
         self.inner

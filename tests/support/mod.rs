@@ -510,3 +510,46 @@ pub async fn admin_call(
         body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
+
+/// The value of metric `name` (a gauge or counter without labels) from the admin API at
+/// `admin`.
+pub async fn metric(admin: SocketAddr, token: &str, name: &str) -> f64 {
+    let text = admin_call(
+        admin,
+        http::Method::GET,
+        "/metrics",
+        Some(token),
+        Vec::new(),
+    )
+    .await
+    .body;
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("the scrape parses as Prometheus text");
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name)
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
+}
+
+/// Waits (up to 60 s) until metric `name` reads `value`.
+pub async fn wait_for_metric(admin: SocketAddr, token: &str, name: &str, value: f64) {
+    let started = Instant::now();
+    loop {
+        let now = metric(admin, token, name).await;
+        if now == value {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{name} is {now} after 60 s, waiting for {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -53,7 +53,14 @@ pub struct Limits {
     pub subrequests: u32,
     /// Bytes of one outbound response's body a guest may read.
     pub subrequest_body: u64,
+    /// WebSockets open at once to the tenant's Durable Objects.
+    pub websockets: u32,
 }
+
+/// WebSockets per tenant when it sets none.
+pub const DEFAULT_WEBSOCKETS: u32 = 10_000;
+/// Upper bound on `limits.websockets`.
+pub const MAX_WEBSOCKETS: u32 = 1_000_000;
 
 /// Outbound requests per request when a tenant sets none (Workers' free-plan figure).
 pub const DEFAULT_SUBREQUESTS: u32 = 50;
@@ -73,6 +80,7 @@ impl Default for Limits {
             sql_size: DEFAULT_SQL_SIZE_BYTES,
             subrequests: DEFAULT_SUBREQUESTS,
             subrequest_body: DEFAULT_BODY_BYTES,
+            websockets: DEFAULT_WEBSOCKETS,
         }
     }
 }
@@ -144,6 +152,17 @@ impl Validator<'_> {
                     &subrequests,
                     "limits.subrequests",
                     format!("must be between 1 and {MAX_SUBREQUESTS}"),
+                ));
+            }
+        }
+        if let Some(sockets) = raw.websockets {
+            if (1..=MAX_WEBSOCKETS).contains(sockets.get_ref()) {
+                limits.websockets = sockets.into_inner();
+            } else {
+                errors.push(self.error(
+                    &sockets,
+                    "limits.websockets",
+                    format!("must be between 1 and {MAX_WEBSOCKETS}"),
                 ));
             }
         }

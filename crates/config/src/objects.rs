@@ -22,13 +22,28 @@ pub struct ObjectClass {
     /// After this long without an event a live object is dropped from memory; the next
     /// event constructs it again from its storage.
     pub idle_timeout: Duration,
+    /// WebSockets one object may hold open.
+    pub max_sockets: u32,
+    /// Bytes of one WebSocket message, either way.
+    pub max_message: u64,
 }
+
+/// WebSockets per object when a class sets none.
+pub const DEFAULT_MAX_SOCKETS: u32 = 1_000;
+/// The largest `max_sockets`.
+pub const MAX_SOCKETS_PER_OBJECT: u32 = 32_768;
+/// A WebSocket message's size when a class sets none (Workers': 1 MiB).
+pub const DEFAULT_MAX_MESSAGE: u64 = 1 << 20;
+/// The largest `max_message`.
+pub const MAX_MESSAGE_BYTES: u64 = 16 << 20;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawObjectClass {
     pub class: Spanned<String>,
     pub idle_timeout: Option<Spanned<String>>,
+    pub max_sockets: Option<Spanned<u32>>,
+    pub max_message: Option<Spanned<crate::raw::SizeValue>>,
 }
 
 impl Validator<'_> {
@@ -80,11 +95,39 @@ impl Validator<'_> {
                     }
                 }
             }
+            let mut max_sockets = DEFAULT_MAX_SOCKETS;
+            if let Some(value) = raw.max_sockets {
+                if (1..=MAX_SOCKETS_PER_OBJECT).contains(value.get_ref()) {
+                    max_sockets = value.into_inner();
+                } else {
+                    errors.push(self.error(
+                        &value,
+                        &format!("{key}.max_sockets"),
+                        format!("must be between 1 and {MAX_SOCKETS_PER_OBJECT}"),
+                    ));
+                }
+            }
+            let mut max_message = DEFAULT_MAX_MESSAGE;
+            if let Some(value) = raw.max_message {
+                match crate::limits::size(value.get_ref()) {
+                    Ok(bytes) if (1..=MAX_MESSAGE_BYTES).contains(&bytes) => max_message = bytes,
+                    Ok(_) => errors.push(self.error(
+                        &value,
+                        &format!("{key}.max_message"),
+                        "must be between 1 byte and 16MiB",
+                    )),
+                    Err(message) => {
+                        errors.push(self.error(&value, &format!("{key}.max_message"), message))
+                    }
+                }
+            }
             classes.insert(
                 binding,
                 ObjectClass {
                     class,
                     idle_timeout,
+                    max_sockets,
+                    max_message,
                 },
             );
         }

@@ -62,6 +62,7 @@ fn valid_config_resolves_paths_and_applies_defaults() {
             body: 1024,
             sql_size: DEFAULT_SQL_SIZE_BYTES,
             subrequests: crate::DEFAULT_SUBREQUESTS,
+            websockets: crate::DEFAULT_WEBSOCKETS,
             subrequest_body: crate::DEFAULT_BODY_BYTES,
         }
     );
@@ -447,7 +448,8 @@ fn per_client_is_at_most_the_concurrency() {
     );
 }
 
-const OBJECT_TENANT: &str = "[[tenant]]\nname = \"rooms\"\ncomponent = \"a.wasm\"\nroutes = [\"/\"]\n";
+const OBJECT_TENANT: &str =
+    "[[tenant]]\nname = \"rooms\"\ncomponent = \"a.wasm\"\nroutes = [\"/\"]\n";
 
 #[test]
 fn durable_object_classes_parse_with_their_idle_time() {

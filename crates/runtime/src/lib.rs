@@ -26,7 +26,8 @@ pub use engine::{EPOCH_TICK, PoolUsage, Runtime, RuntimeError};
 pub use error::{Failure, LoadError, TenantLoadError};
 pub use guest_log::LOG_ALLOWANCE_BYTES;
 pub use instance::{REUSE_IDLE_TIMEOUT, REUSE_MAX_REQUESTS};
-pub use objects::{OBJECT_FAILURE_HEADER, OBJECT_QUEUE_DEPTH, ObjectDirectory};
+pub use objects::{ClaimedSocket, OBJECT_FAILURE_HEADER, OBJECT_QUEUE_DEPTH, ObjectDirectory};
+pub use outpost_bindings::objects::SOCKET_HEADER as OBJECT_SOCKET_HEADER;
 pub use parallel::in_parallel;
 pub use scope::{LimitExceeded, LimitHit};
 pub use tenant::{

@@ -122,7 +122,7 @@ pub struct Tenant {
     clients: ClientSlots,
     handler: ProxyHandler<TenantInstances>,
     /// This version's Durable Objects router (the tenant's bindings hold it weakly).
-    _objects: Option<Arc<TenantObjects>>,
+    objects: Option<Arc<TenantObjects>>,
 }
 
 impl Tenant {
@@ -273,8 +273,14 @@ impl Tenant {
             concurrency: Arc::new(Semaphore::new(config.limits.concurrency as usize)),
             clients: ClientSlots::default(),
             handler,
-            _objects: objects,
+            objects,
         })
+    }
+
+    /// The node's directory of live objects and their sockets, if the tenant declares
+    /// Durable Objects.
+    pub fn object_directory(&self) -> Option<Arc<crate::ObjectDirectory>> {
+        self.objects.as_ref().map(|objects| objects.directory())
     }
 
     /// What was loaded.

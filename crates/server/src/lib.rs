@@ -16,6 +16,7 @@ mod responses;
 mod router;
 mod send_watch;
 pub mod tls;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -141,9 +142,13 @@ impl Node {
                 let from_files = self.assets[index].as_ref().and_then(|assets| {
                     assets.respond(request.method(), request.uri(), request.headers())
                 });
-                let request = request.map(|body| body.map_err(BodyError::from).boxed_unsync());
+                let mut request = request.map(|body| body.map_err(BodyError::from).boxed_unsync());
+                websocket::mark_upgrade(&mut request);
                 let response = match (from_files, &self.caches[index]) {
                     (Some(response), _) => response,
+                    (None, _) if websocket::is_upgrade(&request) => {
+                        self.run_upgrade(index, &id, request, peer).await
+                    }
                     (None, Some(cache)) => {
                         self.through_cache(index, cache, &host, &id, request, peer)
                             .await

@@ -226,7 +226,8 @@ impl Front {
         } else {
             builder
         };
-        let serving = builder.serve_connection(TokioIo::new(stream), service);
+        // With upgrades: a WebSocket's connection outlives its request (`websocket`).
+        let serving = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         tokio::pin!(serving);
         let mut shutdown = self.shutdown.clone();
         let mut idle_check = tokio::time::interval(self.limits.idle_timeout / 4);

@@ -3,7 +3,10 @@
 use wasmtime::component::Resource;
 
 use super::storage::ListRange;
-use super::{NamespaceHandle, ObjectNamespace, ObjectSelf, ObjectsCtxView};
+use super::{
+    MAX_ATTACHMENT_BYTES, MAX_TAG_BYTES, MAX_TAGS, NamespaceHandle, ObjectNamespace, ObjectSelf,
+    ObjectsCtxView, SocketMessage, SocketOwner,
+};
 use crate::generated::outpost::edge::durable_object::{
     Host, HostNamespace, ListOptions, ObjectId as WitObjectId,
 };
@@ -22,6 +25,20 @@ fn wit_id(namespace: &ObjectNamespace, id: super::ObjectId, name: Option<String>
 impl ObjectsCtxView<'_> {
     fn namespace(&self, handle: &Resource<NamespaceHandle>) -> EdgeResult<&ObjectNamespace> {
         Ok(&self.table.get(handle)?.namespace)
+    }
+
+    /// The current object, as its sockets' owner, and the router that holds them.
+    fn sockets(&self) -> EdgeResult<(SocketOwner, std::sync::Arc<dyn super::ObjectRouter>)> {
+        let object = self.object()?;
+        let router = self
+            .ctx
+            .router()
+            .ok_or_else(|| EdgeError::unavailable("the tenant's objects are not running"))?;
+        let owner = SocketOwner {
+            namespace: object.namespace.clone(),
+            id: object.id,
+        };
+        Ok((owner, router))
     }
 
     fn object(&self) -> EdgeResult<&ObjectSelf> {
@@ -174,5 +191,66 @@ impl Host for ObjectsCtxView<'_> {
             .delete(&object.namespace.class, &id)
             .await?;
         Ok(())
+    }
+
+    async fn accept_web_socket(&mut self, tags: Vec<String>) -> EdgeResult<String> {
+        if tags.len() > MAX_TAGS || tags.iter().any(|t| t.len() > MAX_TAG_BYTES) {
+            return Err(EdgeError::limit(
+                "durable_object.tags",
+                format!("a socket takes at most {MAX_TAGS} tags of at most {MAX_TAG_BYTES} bytes"),
+            ));
+        }
+        let (owner, router) = self.sockets()?;
+        router.sockets().accept(&owner, tags)
+    }
+
+    async fn web_socket_send(&mut self, socket: String, message: SocketMessage) -> EdgeResult<()> {
+        let (owner, router) = self.sockets()?;
+        router.sockets().send(&owner, &socket, message)
+    }
+
+    async fn web_socket_close(
+        &mut self,
+        socket: String,
+        code: u16,
+        reason: String,
+    ) -> EdgeResult<()> {
+        if reason.len() > 123 {
+            return Err(EdgeError::invalid("a close reason is at most 123 bytes"));
+        }
+        let (owner, router) = self.sockets()?;
+        router.sockets().close(&owner, &socket, code, reason)
+    }
+
+    async fn web_sockets(&mut self, tag: Option<String>) -> wasmtime::Result<Vec<String>> {
+        Ok(match self.sockets() {
+            Ok((owner, router)) => router.sockets().list(&owner, tag.as_deref()),
+            Err(_) => Vec::new(),
+        })
+    }
+
+    async fn web_socket_set_attachment(
+        &mut self,
+        socket: String,
+        attachment: Vec<u8>,
+    ) -> EdgeResult<()> {
+        if attachment.len() > MAX_ATTACHMENT_BYTES {
+            return Err(EdgeError::limit(
+                "durable_object.attachment_bytes",
+                format!("a socket's attachment is at most {MAX_ATTACHMENT_BYTES} bytes"),
+            ));
+        }
+        let (owner, router) = self.sockets()?;
+        router.sockets().set_attachment(&owner, &socket, attachment)
+    }
+
+    async fn web_socket_attachment(&mut self, socket: String) -> EdgeResult<Option<Vec<u8>>> {
+        let (owner, router) = self.sockets()?;
+        router.sockets().attachment(&owner, &socket)
+    }
+
+    async fn web_socket_tags(&mut self, socket: String) -> EdgeResult<Vec<String>> {
+        let (owner, router) = self.sockets()?;
+        router.sockets().tags(&owner, &socket)
     }
 }

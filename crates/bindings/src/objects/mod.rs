@@ -10,6 +10,7 @@
 mod alarms;
 mod host;
 mod id;
+mod sockets;
 mod storage;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,10 @@ use wasmtime_wasi_http::WasiBody;
 
 pub use alarms::{ALARM_FIRST_BACKOFF, ALARM_RETRIES, AlarmIndex, DueAlarm, NextAlarm};
 pub use id::{IdError, NamespaceKey, ObjectId};
+pub use sockets::{
+    CLOSE_CODE_HEADER, EVENT_SOCKET_HEADER, MAX_ATTACHMENT_BYTES, MAX_TAG_BYTES, MAX_TAGS,
+    MESSAGE_KIND_HEADER, ObjectSockets, SOCKET_HEADER, SocketMessage, SocketOwner,
+};
 pub use storage::ObjectStorage;
 
 use crate::meters::StoreMeters;
@@ -50,6 +55,10 @@ pub struct ObjectNamespace {
     pub idle_timeout: Duration,
     /// Mixed into every id of the class.
     pub key: NamespaceKey,
+    /// WebSockets one object may hold open.
+    pub max_sockets: u32,
+    /// Bytes of one WebSocket message.
+    pub max_message: u64,
 }
 
 /// The object a request comes from: its class and id.
@@ -69,6 +78,9 @@ pub trait ObjectRouter: Send + Sync + 'static {
         caller: Caller,
         request: http::Request<WasiBody>,
     ) -> Result<http::Response<WasiBody>, wasmtime_wasi_http::Error>;
+
+    /// The node's WebSockets of objects.
+    fn sockets(&self) -> &dyn ObjectSockets;
 }
 
 /// One tenant's object classes.
@@ -109,6 +121,8 @@ impl ObjectsCtx {
                     class: Arc::from(class.class.as_str()),
                     idle_timeout: class.idle_timeout,
                     key: NamespaceKey::new(&config.name, &class.class),
+                    max_sockets: class.max_sockets,
+                    max_message: class.max_message,
                 };
                 (binding.clone(), Arc::new(namespace))
             })
@@ -179,6 +193,11 @@ impl ObjectsCtx {
         ))
     }
 
+    /// The runtime's router, while the tenant version runs.
+    pub fn router(&self) -> Option<Arc<dyn ObjectRouter>> {
+        self.router.get().and_then(Weak::upgrade)
+    }
+
     /// Sends `request` to the object its [`OBJECT_HEADER`] names (`target`).
     pub async fn deliver(
         &self,
@@ -189,7 +208,14 @@ impl ObjectsCtx {
     ) -> Result<http::Response<WasiBody>, wasmtime_wasi_http::Error> {
         // A guest's request is a request: only the node sends other events.
         request.headers_mut().remove(EVENT_HEADER);
-        request.headers_mut().remove(ALARM_ATTEMPT_HEADER);
+        for header in [
+            ALARM_ATTEMPT_HEADER,
+            EVENT_SOCKET_HEADER,
+            MESSAGE_KIND_HEADER,
+            CLOSE_CODE_HEADER,
+        ] {
+            request.headers_mut().remove(header);
+        }
         let refused = |why: String| {
             tracing::warn!(tenant = %self.tenant, "request to an object refused: {why}");
             wasmtime_wasi_http::Error::InternalError(Some(why))

@@ -10,10 +10,13 @@
 
 mod actor;
 mod alarms;
+mod sockets;
+
+pub use sockets::ClaimedSocket;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,7 +24,10 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 use http::StatusCode;
 use http_body_util::{BodyExt, Full};
-use outpost_bindings::objects::{Caller, ObjectId, ObjectNamespace, ObjectRouter};
+use outpost_bindings::EdgeResult;
+use outpost_bindings::objects::{
+    Caller, ObjectId, ObjectNamespace, ObjectRouter, ObjectSockets, SocketMessage, SocketOwner,
+};
 use tokio::sync::mpsc;
 use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::handler::ProxyHandler;
@@ -46,6 +52,9 @@ const EXIT_VERDICT_WAIT: Duration = Duration::from_millis(250);
 #[derive(Default)]
 pub struct ObjectDirectory {
     live: Mutex<HashMap<ObjectKey, mpsc::Sender<Event>>>,
+    /// Each tenant's newest version, which WebSocket events go to.
+    routers: Mutex<HashMap<Arc<str>, Weak<TenantObjects>>>,
+    sockets: sockets::SocketRegistry,
 }
 
 /// An object's queue is full.
@@ -72,6 +81,17 @@ impl ObjectDirectory {
     /// How many objects are live on the node.
     pub fn live(&self) -> usize {
         self.lock().len()
+    }
+
+    /// How many WebSockets of objects are open (or accepted and being opened).
+    pub fn sockets_open(&self) -> usize {
+        self.sockets.open()
+    }
+
+    /// `tenant`'s newest version's router.
+    fn router(&self, tenant: &str) -> Option<Arc<TenantObjects>> {
+        let routers = self.routers.lock().unwrap_or_else(|e| e.into_inner());
+        routers.get(tenant).and_then(Weak::upgrade)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectKey, mpsc::Sender<Event>>> {
@@ -164,7 +184,18 @@ impl TenantObjects {
             alarms: Mutex::new(None),
         });
         alarms::start(&objects, runtime);
+        let tenant = objects.version.instances().name.clone();
         objects
+            .directory
+            .routers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tenant, Arc::downgrade(&objects));
+        objects
+    }
+
+    pub(crate) fn directory(&self) -> Arc<ObjectDirectory> {
+        self.directory.clone()
     }
 
     /// Runs `request` as an event of object `id`; answers its response, or the node's
@@ -234,6 +265,54 @@ impl ObjectRouter for TenantObjects {
     ) -> Result<http::Response<WasiBody>, wasmtime_wasi_http::Error> {
         let request_id = request_id.unwrap_or_else(|| Arc::from("-"));
         Ok(self.event(namespace, id, request_id, request).await)
+    }
+
+    fn sockets(&self) -> &dyn ObjectSockets {
+        self
+    }
+}
+
+impl ObjectSockets for TenantObjects {
+    fn accept(&self, owner: &SocketOwner, tags: Vec<String>) -> EdgeResult<String> {
+        let limit = self.version.instances().limits.websockets;
+        self.directory.sockets.accept(owner, tags, limit)
+    }
+
+    fn send(&self, owner: &SocketOwner, socket: &str, message: SocketMessage) -> EdgeResult<()> {
+        self.directory.sockets.send(owner, socket, message)
+    }
+
+    fn close(
+        &self,
+        owner: &SocketOwner,
+        socket: &str,
+        code: u16,
+        reason: String,
+    ) -> EdgeResult<()> {
+        self.directory.sockets.close(owner, socket, code, reason)
+    }
+
+    fn list(&self, owner: &SocketOwner, tag: Option<&str>) -> Vec<String> {
+        self.directory.sockets.list(owner, tag)
+    }
+
+    fn set_attachment(
+        &self,
+        owner: &SocketOwner,
+        socket: &str,
+        attachment: Vec<u8>,
+    ) -> EdgeResult<()> {
+        self.directory
+            .sockets
+            .set_attachment(owner, socket, attachment)
+    }
+
+    fn attachment(&self, owner: &SocketOwner, socket: &str) -> EdgeResult<Option<Vec<u8>>> {
+        self.directory.sockets.attachment(owner, socket)
+    }
+
+    fn tags(&self, owner: &SocketOwner, socket: &str) -> EdgeResult<Vec<String>> {
+        self.directory.sockets.tags(owner, socket)
     }
 }
 

@@ -120,6 +120,12 @@ impl Collector for ControlGauges {
             "Durable Objects with an instance in memory, of every tenant (each holds one instance slot)",
             control.runtime.objects().live() as i64,
         )?;
+        encode_gauge(
+            &mut encoder,
+            "objects_websockets_open",
+            "WebSockets held by the node for Durable Objects, of every tenant (awake or hibernating)",
+            control.runtime.objects().sockets_open() as i64,
+        )?;
         let pool = control.runtime.pool_usage();
         encode_gauge(
             &mut encoder,

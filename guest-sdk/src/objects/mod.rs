@@ -162,7 +162,88 @@ impl State {
     pub fn storage(&self) -> Storage {
         Storage
     }
+
+    /// Accepts the WebSocket upgrade the current request asks for, with `tags` to find
+    /// the socket by later (at most 10). Answer the request with
+    /// [`WebSocket::accept_response`]. The node holds the connection: the object may leave
+    /// memory while the socket idles, and each message wakes it
+    /// ([`DurableObject::web_socket_message`]).
+    pub fn accept_web_socket(&self, tags: &[&str]) -> Result<WebSocket> {
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        let id = host::accept_web_socket(&tags).map_err(storage_error("accept_web_socket"))?;
+        Ok(WebSocket { id })
+    }
+
+    /// The object's open sockets, or those accepted with `tag`.
+    pub fn web_sockets(&self, tag: Option<&str>) -> Vec<WebSocket> {
+        host::web_sockets(tag)
+            .into_iter()
+            .map(|id| WebSocket { id })
+            .collect()
+    }
 }
+
+/// One of the object's WebSockets, held by the node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WebSocket {
+    id: String,
+}
+
+/// A WebSocket message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+}
+
+impl WebSocket {
+    /// The socket's id (stable while it is open).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The response that completes the upgrade (`101 Switching Protocols` to the client).
+    pub fn accept_response(&self) -> Response {
+        Response::new(200).with_header(SOCKET_HEADER, &self.id)
+    }
+
+    /// Sends a text message.
+    pub fn send_text(&self, text: &str) -> Result<()> {
+        host::web_socket_send(&self.id, &host::Message::Text(text.to_string()))
+            .map_err(storage_error("websocket send"))
+    }
+
+    /// Sends a binary message.
+    pub fn send_binary(&self, bytes: &[u8]) -> Result<()> {
+        host::web_socket_send(&self.id, &host::Message::Binary(bytes.to_vec()))
+            .map_err(storage_error("websocket send"))
+    }
+
+    /// Closes the socket with `code` and `reason` (at most 123 bytes).
+    pub fn close(&self, code: u16, reason: &str) -> Result<()> {
+        host::web_socket_close(&self.id, code, reason).map_err(storage_error("websocket close"))
+    }
+
+    /// Keeps up to 2 KiB with the socket, across hibernation.
+    pub fn set_attachment(&self, attachment: &[u8]) -> Result<()> {
+        host::web_socket_set_attachment(&self.id, attachment)
+            .map_err(storage_error("websocket attachment"))
+    }
+
+    /// The socket's attachment, if set.
+    pub fn attachment(&self) -> Result<Option<Vec<u8>>> {
+        host::web_socket_attachment(&self.id).map_err(storage_error("websocket attachment"))
+    }
+
+    /// The tags it was accepted with.
+    pub fn tags(&self) -> Result<Vec<String>> {
+        host::web_socket_tags(&self.id).map_err(storage_error("websocket tags"))
+    }
+}
+
+const SOCKET_HEADER: &str = "outpost-websocket";
 
 /// An object's storage: a KV map and a SQLite database in one file. Each write is
 /// durable when its call returns (the response after it is never sent before), unless
@@ -340,63 +421,26 @@ pub trait DurableObject: ObjectClass + Sized + 'static {
         let _ = info;
         Ok(())
     }
+
+    /// A message arrived on one of the object's sockets.
+    async fn web_socket_message(&mut self, socket: WebSocket, message: Message) -> Result<()> {
+        let _ = (socket, message);
+        Ok(())
+    }
+
+    /// The client closed `socket` (`code` 1006: the connection dropped without a close).
+    async fn web_socket_close(&mut self, socket: WebSocket, code: u16, reason: String) -> Result<()> {
+        let _ = (socket, code, reason);
+        Ok(())
+    }
+
+    /// `socket` failed (a protocol error, or a message over the class's `max_message`);
+    /// it is closed.
+    async fn web_socket_error(&mut self, socket: WebSocket, error: String) -> Result<()> {
+        let _ = (socket, error);
+        Ok(())
+    }
 }
 
 #[doc(hidden)]
-pub mod dispatch {
-    use std::any::Any;
-    use std::cell::RefCell;
-    use std::pin::Pin;
-
-    use super::{DurableObject, ObjectId, State, host};
-
-    /// Set by the node on events that are not requests (`alarm`).
-    const EVENT_HEADER: &str = "outpost-event";
-    const ALARM_RETRY_HEADER: &str = "outpost-alarm-retry";
-    use crate::{Env, Request, Response, Result};
-
-    /// Runs one event of a class's object.
-    pub type Entry = fn(Request, Env, ObjectId) -> Pin<Box<dyn Future<Output = Result<Response>>>>;
-
-    thread_local! {
-        /// The live object of this instance (an instance runs one object all its life).
-        static LIVE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
-    }
-
-    /// The object this instance runs as, if it is one.
-    pub fn current() -> Option<ObjectId> {
-        host::current().map(ObjectId::from)
-    }
-
-    /// The entry of class `O`.
-    pub fn entry<O: DurableObject>(
-        request: Request,
-        env: Env,
-        id: ObjectId,
-    ) -> Pin<Box<dyn Future<Output = Result<Response>>>> {
-        Box::pin(async move {
-            let kept = LIVE.with(|live| live.borrow_mut().take());
-            let mut object = match kept.and_then(|kept| kept.downcast::<O>().ok()) {
-                Some(object) => object,
-                None => Box::new(O::new(State { id }, env)),
-            };
-            // Out of the slot while it runs: events never overlap, and a trap ends the
-            // instance anyway.
-            let answer = match request.header(EVENT_HEADER) {
-                Some("alarm") => {
-                    let retry_count = request
-                        .header(ALARM_RETRY_HEADER)
-                        .and_then(|n| n.parse().ok())
-                        .unwrap_or(0);
-                    match object.alarm(super::AlarmInfo { retry_count }).await {
-                        Ok(()) => Ok(Response::new(204)),
-                        Err(error) => Err(error),
-                    }
-                }
-                _ => object.fetch(request).await,
-            };
-            LIVE.with(|live| *live.borrow_mut() = Some(object));
-            answer
-        })
-    }
-}
+pub mod dispatch;
