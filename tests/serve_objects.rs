@@ -305,3 +305,40 @@ async fn the_rate_limiter_allows_exactly_its_limit_per_key_under_concurrency() {
     assert_eq!(other.status, 200, "{}", other.body);
     assert_eq!(other.header("x-ratelimit-remaining"), Some("99"));
 }
+
+#[tokio::test]
+async fn a_deploy_replaces_live_objects_and_keeps_their_storage() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (addr, admin) = (free_port(), free_port());
+    let config = config(
+        dir.path(),
+        addr,
+        admin,
+        &counters("counters", HOST, "30s", ""),
+    );
+    let node = start(dir, &config, addr).await;
+    for _ in 0..2 {
+        node.call(Method::POST, HOST, "/counter/kept", "").await;
+    }
+    assert_eq!(node.get(HOST, "/counter/kept/events").await.body, "3");
+
+    let wasm = std::fs::read(support::example("counter-object")).expect("wasm");
+    let deployed = support::admin_call(
+        admin,
+        Method::PUT,
+        "/tenants/counters/component",
+        Some(TOKEN),
+        wasm,
+    )
+    .await;
+    assert_eq!(deployed.status, 200, "{}", deployed.body);
+    // The new version's first event builds the object anew, from its storage.
+    assert_eq!(node.get(HOST, "/counter/kept/events").await.body, "1");
+    assert_eq!(node.get(HOST, "/counter/kept").await.body, "2");
+    assert!(
+        node.logs()
+            .contains("object replaced by a new version of its tenant"),
+        "{}",
+        node.logs()
+    );
+}
