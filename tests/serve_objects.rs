@@ -342,3 +342,30 @@ async fn a_deploy_replaces_live_objects_and_keeps_their_storage() {
         node.logs()
     );
 }
+
+#[tokio::test]
+async fn a_tenant_at_its_live_objects_limit_retires_the_least_recently_used() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (addr, admin) = (free_port(), free_port());
+    let config = config(
+        dir.path(),
+        addr,
+        admin,
+        &counters("counters", HOST, "60s", "limits = { live_objects = 2 }"),
+    );
+    let node = start(dir, &config, addr).await;
+    for name in ["first", "second", "first"] {
+        node.call(Method::POST, HOST, &format!("/counter/{name}"), "")
+            .await;
+    }
+    assert_eq!(live_objects(admin).await, 2.0);
+
+    // A third makes room: `second` is the least recently used.
+    node.call(Method::POST, HOST, "/counter/third", "").await;
+    support::wait_for_metric(admin, TOKEN, "outpost_objects_live", 2.0).await;
+    assert_eq!(node.get(HOST, "/counter/first/events").await.body, "3");
+    // `second` starts again from storage (and in turn retires `third`).
+    assert_eq!(node.get(HOST, "/counter/second").await.body, "1");
+    assert_eq!(node.get(HOST, "/counter/second/events").await.body, "2");
+    support::wait_for_metric(admin, TOKEN, "outpost_objects_live", 2.0).await;
+}

@@ -55,7 +55,14 @@ pub struct Limits {
     pub subrequest_body: u64,
     /// WebSockets open at once to the tenant's Durable Objects.
     pub websockets: u32,
+    /// Durable Objects of the tenant in memory at once (each holds an instance slot).
+    pub live_objects: u32,
 }
+
+/// Live objects per tenant when it sets none.
+pub const DEFAULT_LIVE_OBJECTS: u32 = 100;
+/// Upper bound on `limits.live_objects`.
+pub const MAX_LIVE_OBJECTS: u32 = 100_000;
 
 /// WebSockets per tenant when it sets none.
 pub const DEFAULT_WEBSOCKETS: u32 = 10_000;
@@ -81,6 +88,7 @@ impl Default for Limits {
             subrequests: DEFAULT_SUBREQUESTS,
             subrequest_body: DEFAULT_BODY_BYTES,
             websockets: DEFAULT_WEBSOCKETS,
+            live_objects: DEFAULT_LIVE_OBJECTS,
         }
     }
 }
@@ -163,6 +171,17 @@ impl Validator<'_> {
                     &sockets,
                     "limits.websockets",
                     format!("must be between 1 and {MAX_WEBSOCKETS}"),
+                ));
+            }
+        }
+        if let Some(objects) = raw.live_objects {
+            if (1..=MAX_LIVE_OBJECTS).contains(objects.get_ref()) {
+                limits.live_objects = objects.into_inner();
+            } else {
+                errors.push(self.error(
+                    &objects,
+                    "limits.live_objects",
+                    format!("must be between 1 and {MAX_LIVE_OBJECTS}"),
                 ));
             }
         }

@@ -138,6 +138,7 @@ pub(crate) struct RawLimits {
     pub subrequests: Option<Spanned<u32>>,
     pub subrequest_body: Option<Spanned<SizeValue>>,
     pub websockets: Option<Spanned<u32>>,
+    pub live_objects: Option<Spanned<u32>>,
 }
 
 /// A size may be written `"64MiB"` or as a plain number of bytes.

@@ -63,6 +63,7 @@ fn valid_config_resolves_paths_and_applies_defaults() {
             sql_size: DEFAULT_SQL_SIZE_BYTES,
             subrequests: crate::DEFAULT_SUBREQUESTS,
             websockets: crate::DEFAULT_WEBSOCKETS,
+            live_objects: crate::DEFAULT_LIVE_OBJECTS,
             subrequest_body: crate::DEFAULT_BODY_BYTES,
         }
     );

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outpost_bindings::objects::{ObjectNamespace, ObjectSelf, ObjectStorage};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use wasmtime::{AsContextMut, Store};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::handler::{Prepared, Proxy};
@@ -30,15 +30,25 @@ pub(super) async fn run(
     key: ObjectKey,
     idle: Duration,
     mut events: mpsc::Receiver<Event>,
+    retire: Arc<Notify>,
 ) {
     let mut live: Option<Live> = None;
     loop {
-        let event = match tokio::time::timeout(idle, events.recv()).await {
-            Ok(Some(event)) => event,
-            // The directory holds the sender while the object is listed.
-            Ok(None) => break,
-            Err(_idle) if directory.retire(&key, &events) => break,
-            Err(_idle) => continue,
+        let event = tokio::select! {
+            next = tokio::time::timeout(idle, events.recv()) => match next {
+                Ok(Some(event)) => event,
+                // The directory holds the sender while the object is listed.
+                Ok(None) => break,
+                Err(_idle) if directory.retire(&key, &events) => break,
+                Err(_idle) => continue,
+            },
+            // Room is needed for another of the tenant's objects.
+            () = retire.notified() => {
+                if directory.retire(&key, &events) {
+                    break;
+                }
+                continue;
+            }
         };
         let current = match live.take() {
             Some(kept) if kept.serial == event.version.serial => Some(kept),

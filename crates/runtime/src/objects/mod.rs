@@ -17,7 +17,7 @@ pub use sockets::ClaimedSocket;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -28,7 +28,7 @@ use outpost_bindings::EdgeResult;
 use outpost_bindings::objects::{
     Caller, ObjectId, ObjectNamespace, ObjectRouter, ObjectSockets, SocketMessage, SocketOwner,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::handler::ProxyHandler;
 
@@ -51,14 +51,29 @@ const EXIT_VERDICT_WAIT: Duration = Duration::from_millis(250);
 /// The node's live objects.
 #[derive(Default)]
 pub struct ObjectDirectory {
-    live: Mutex<HashMap<ObjectKey, mpsc::Sender<Event>>>,
+    live: Mutex<HashMap<ObjectKey, LiveObject>>,
     /// Each tenant's newest version, which WebSocket events go to.
     routers: Mutex<HashMap<Arc<str>, Weak<TenantObjects>>>,
     sockets: sockets::SocketRegistry,
 }
 
-/// An object's queue is full.
-struct Overloaded;
+/// A live object, as the directory sees it.
+struct LiveObject {
+    queue: mpsc::Sender<Event>,
+    /// Asks its task to end once its queue is empty (to make room under
+    /// `limits.live_objects`).
+    retire: Arc<Notify>,
+    retiring: bool,
+    last_event: Instant,
+}
+
+/// Why an event was not queued.
+enum Refused {
+    /// The object's queue is full.
+    Overloaded,
+    /// The tenant is at `limits.live_objects` and none of them is idle.
+    TooManyLive(u32),
+}
 
 /// An object's address on the node.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -94,7 +109,7 @@ impl ObjectDirectory {
         routers.get(tenant).and_then(Weak::upgrade)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectKey, mpsc::Sender<Event>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectKey, LiveObject>> {
         self.live
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -102,24 +117,56 @@ impl ObjectDirectory {
 
     /// Queues `event` for its object, starting the object's task if it is not live.
     /// Sent under the lock, so a task that ends for idleness (which it decides under the
-    /// same lock, with its queue empty) never drops an event.
-    fn send(self: &Arc<Self>, key: ObjectKey, event: Event) -> Result<(), Overloaded> {
+    /// same lock, with its queue empty) never drops an event. A tenant at `cap` live
+    /// objects makes room by retiring its least recently used idle one.
+    fn send(self: &Arc<Self>, key: ObjectKey, event: Event, cap: u32) -> Result<(), Refused> {
         let mut live = self.lock();
-        let event = match live.get(&key) {
-            Some(queue) => match queue.try_send(event) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Full(_)) => return Err(Overloaded),
+        let event = match live.get_mut(&key) {
+            Some(object) => match object.queue.try_send(event) {
+                Ok(()) => {
+                    object.last_event = Instant::now();
+                    return Ok(());
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => return Err(Refused::Overloaded),
                 // Its task ended without taking itself out (it panicked): start anew.
                 Err(mpsc::error::TrySendError::Closed(event)) => event,
             },
             None => event,
         };
+        let staying = live
+            .iter()
+            .filter(|(other, object)| other.tenant == key.tenant && !object.retiring)
+            .count();
+        if staying >= cap as usize {
+            let idle = live
+                .iter_mut()
+                .filter(|(other, object)| {
+                    other.tenant == key.tenant
+                        && !object.retiring
+                        && object.queue.capacity() == OBJECT_QUEUE_DEPTH
+                })
+                .min_by_key(|(_, object)| object.last_event);
+            let Some((_, victim)) = idle else {
+                return Err(Refused::TooManyLive(cap));
+            };
+            victim.retiring = true;
+            victim.retire.notify_one();
+        }
         let (queue, events) = mpsc::channel(OBJECT_QUEUE_DEPTH);
         let idle = event.namespace.idle_timeout;
         // A fresh queue has room for the first event.
         let _ = queue.try_send(event);
-        live.insert(key.clone(), queue);
-        tokio::spawn(actor::run(self.clone(), key, idle, events));
+        let retire = Arc::new(Notify::new());
+        live.insert(
+            key.clone(),
+            LiveObject {
+                queue,
+                retire: retire.clone(),
+                retiring: false,
+                last_event: Instant::now(),
+            },
+        );
+        tokio::spawn(actor::run(self.clone(), key, idle, events, retire));
         Ok(())
     }
 
@@ -128,6 +175,10 @@ impl ObjectDirectory {
     fn retire(&self, key: &ObjectKey, events: &mpsc::Receiver<Event>) -> bool {
         let mut live = self.lock();
         if !events.is_empty() {
+            // Busy again: it stays, and counts again.
+            if let Some(object) = live.get_mut(key) {
+                object.retiring = false;
+            }
             return false;
         }
         live.remove(key);
@@ -228,20 +279,25 @@ impl TenantObjects {
             request,
             reply,
         };
-        if let Err(Overloaded) = self.directory.send(key, event) {
-            tracing::warn!(tenant = %scope.tenant, request_id = %scope.id,
-                object = %id, "object overloaded: {OBJECT_QUEUE_DEPTH} events waiting");
-            let mut refused = answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                format!(
+        match self
+            .directory
+            .send(key, event, instances.limits.live_objects)
+        {
+            Ok(()) => {}
+            Err(Refused::Overloaded) => {
+                tracing::warn!(tenant = %scope.tenant, request_id = %scope.id,
+                    object = %id, "object overloaded: {OBJECT_QUEUE_DEPTH} events waiting");
+                return busy(format!(
                     "object overloaded: {OBJECT_QUEUE_DEPTH} events are waiting for it; shard hot keys over more objects"
-                ),
-            );
-            refused
-                .headers_mut()
-                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(1));
-            return refused;
+                ));
+            }
+            Err(Refused::TooManyLive(cap)) => {
+                tracing::warn!(tenant = %scope.tenant, request_id = %scope.id,
+                    object = %id, "object not started: {cap} live objects (limits.live_objects), none idle");
+                return busy(format!(
+                    "the tenant has {cap} objects in memory (limits.live_objects), all busy; retry"
+                ));
+            }
         }
         let error = match response.await {
             Ok(Ok(response)) => return response,
@@ -314,6 +370,15 @@ impl ObjectSockets for TenantObjects {
     fn tags(&self, owner: &SocketOwner, socket: &str) -> EdgeResult<Vec<String>> {
         self.directory.sockets.tags(owner, socket)
     }
+}
+
+/// 503 `overloaded`, retry in a second.
+fn busy(text: String) -> GuestResponse {
+    let mut refused = answer(StatusCode::SERVICE_UNAVAILABLE, "overloaded", text);
+    refused
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(1));
+    refused
 }
 
 /// What the caller gets when the object did not answer.
