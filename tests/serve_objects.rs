@@ -369,3 +369,42 @@ async fn a_tenant_at_its_live_objects_limit_retires_the_least_recently_used() {
     assert_eq!(node.get(HOST, "/counter/second/events").await.body, "2");
     support::wait_for_metric(admin, TOKEN, "outpost_objects_live", 2.0).await;
 }
+
+#[tokio::test]
+async fn object_storage_lists_deletes_runs_sql_and_transactions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (addr, admin) = (free_port(), free_port());
+    let config = config(
+        dir.path(),
+        addr,
+        admin,
+        &counters("counters", HOST, "30s", ""),
+    );
+    let node = start(dir, &config, addr).await;
+    let tour = node
+        .call(Method::POST, HOST, "/counter/tour/storage", "")
+        .await;
+    assert_eq!(tour.status, 200, "{}", tour.body);
+    assert_eq!(
+        tour.json(),
+        serde_json::json!({
+            "prefix": ["a1", "a2", "a3"],
+            "range": ["a2", "a3", "b1"],
+            "last_two": ["b2", "b1"],
+            "deleted": 1,
+            "many": ["a2", "b1"],
+            "sql": [1],
+            "committed": true,
+            "rolled_back": true,
+            "after_delete_all": 0,
+        })
+    );
+
+    // Transactions go through the transaction calls: a guest's own BEGIN is refused.
+    let open = node
+        .call(Method::POST, HOST, "/counter/notes/open-transaction", "")
+        .await;
+    assert_eq!(open.status, 200, "{}", open.body);
+    assert!(open.body.starts_with("refused: "), "{}", open.body);
+    assert_eq!(node.get(HOST, "/counter/notes/notes").await.body, "0");
+}

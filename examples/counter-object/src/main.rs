@@ -17,6 +17,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use outpost_sdk::objects::{ListOptions, Storage};
+use outpost_sdk::reexports::serde_json::json;
 use outpost_sdk::{AlarmInfo, DurableObject, Env, Error, Method, Request, Response, Result, State};
 
 const BINDING: &str = "COUNTERS";
@@ -105,6 +107,20 @@ impl DurableObject for Counter {
                 let retry: u32 = storage.get_json("last_retry").await?.unwrap_or(0);
                 Ok(Response::text(format!("{ran} {retry}")))
             }
+            (Method::POST, "/storage") => storage_tour(&storage).await,
+            (Method::POST, "/open-transaction") => {
+                // Transactions go through `storage.transaction`; SQL of its own is refused.
+                storage.sql("CREATE TABLE IF NOT EXISTS notes (body TEXT)", vec![]).await?;
+                match storage.sql("BEGIN", vec![]).await {
+                    Ok(_) => Ok(Response::text("BEGIN was accepted")),
+                    Err(error) => Ok(Response::text(format!("refused: {error}"))),
+                }
+            }
+            (Method::GET, "/notes") => {
+                let (rows, _) = storage.sql("SELECT count(*) AS n FROM notes", vec![]).await?;
+                let n: i64 = rows.first().map_or(Ok(0), |row| row.get("n"))?;
+                Ok(Response::text(n.to_string()))
+            }
             (Method::GET, "/id") => Ok(Response::text(self.state.id().to_string())),
             (Method::POST, "/spin") => {
                 let mut spins: u64 = 0;
@@ -135,4 +151,65 @@ impl DurableObject for Counter {
         storage.put_json("last_retry", &info.retry_count).await?;
         Ok(())
     }
+}
+
+/// Every storage call once, answered as JSON, for the tests.
+async fn storage_tour(storage: &Storage) -> Result<Response> {
+    storage.delete_all().await?;
+    let entries: Vec<(String, Vec<u8>)> = ["a1", "a2", "a3", "b1", "b2"]
+        .iter()
+        .map(|k| (k.to_string(), k.as_bytes().to_vec()))
+        .collect();
+    storage.put_many(&entries).await?;
+    let keys = |found: Vec<(String, Vec<u8>)>| -> Vec<String> {
+        found.into_iter().map(|(k, _)| k).collect()
+    };
+    let prefix = keys(
+        storage
+            .list(ListOptions { prefix: Some("a".into()), ..Default::default() })
+            .await?,
+    );
+    let range = keys(
+        storage
+            .list(ListOptions {
+                start: Some("a2".into()),
+                end: Some("b2".into()),
+                ..Default::default()
+            })
+            .await?,
+    );
+    let last_two = keys(
+        storage
+            .list(ListOptions { reverse: true, limit: Some(2), ..Default::default() })
+            .await?,
+    );
+    let deleted = storage.delete(&["a1".into(), "zz".into()]).await?;
+    let many = keys(storage.get_many(&["a1".into(), "a2".into(), "b1".into()]).await?);
+    storage
+        .sql("CREATE TABLE IF NOT EXISTS t (n INTEGER)", vec![])
+        .await?;
+    storage
+        .transaction(|tx| async move {
+            tx.sql("INSERT INTO t VALUES (1)", vec![]).await?;
+            tx.put("in-commit", "yes").await
+        })
+        .await?;
+    let rolled: Result<()> = storage
+        .transaction(|tx| async move {
+            tx.sql("INSERT INTO t VALUES (2)", vec![]).await?;
+            tx.put("in-rollback", "yes").await?;
+            Err(Error::internal("roll it back"))
+        })
+        .await;
+    let (rows, _) = storage.sql("SELECT n FROM t ORDER BY n", vec![]).await?;
+    let numbers: Vec<i64> = rows.iter().map(|row| row.get("n")).collect::<Result<_>>()?;
+    let committed = storage.get("in-commit").await?.is_some();
+    let rolled_back = rolled.is_err() && storage.get("in-rollback").await?.is_none();
+    storage.delete_all().await?;
+    let after_delete_all = storage.list(ListOptions::default()).await?.len();
+    Response::json(&json!({
+        "prefix": prefix, "range": range, "last_two": last_two, "deleted": deleted,
+        "many": many, "sql": numbers, "committed": committed, "rolled_back": rolled_back,
+        "after_delete_all": after_delete_all,
+    }))
 }
