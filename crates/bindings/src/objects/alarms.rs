@@ -62,11 +62,6 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-const NO_LIMITS: StatementLimits = StatementLimits {
-    deadline: None,
-    max_result_bytes: 1 << 20,
-};
-
 impl AlarmIndex {
     pub(crate) fn new(database: Arc<dyn SqlDatabase>) -> AlarmIndex {
         AlarmIndex {
@@ -84,12 +79,14 @@ impl AlarmIndex {
         self.ready
             .get_or_try_init(|| async {
                 self.database
-                    .run(SCHEMA.into(), Vec::new(), NO_LIMITS)
+                    .run(SCHEMA.into(), Vec::new(), StatementLimits::NONE)
                     .await
                     .map(|_| ())
             })
             .await?;
-        self.database.run(sql.into(), params, NO_LIMITS).await
+        self.database
+            .run(sql.into(), params, StatementLimits::NONE)
+            .await
     }
 
     /// Sets object (`class`, `id`)'s alarm to `at_ms`, replacing any; durable on return.

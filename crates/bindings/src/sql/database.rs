@@ -55,6 +55,14 @@ pub struct StatementLimits {
     pub max_result_bytes: u64,
 }
 
+impl StatementLimits {
+    /// For the host's own statements: no deadline, no cap on the result.
+    pub const NONE: StatementLimits = StatementLimits {
+        deadline: None,
+        max_result_bytes: u64::MAX,
+    };
+}
+
 /// A step of a transaction that spans several calls (a Durable Object's storage, whose
 /// database no one else uses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,19 +1,20 @@
 //! [`SqlBackend`] on SQLite: one file per tenant binding under the node's `sql/`
 //! directory, WAL, `synchronous = FULL` (a commit is on disk when it returns), a size cap,
-//! the authorizer in `authorizer.rs`, statements run by `statement.rs`, and a progress handler that stops a statement at
-//! the request's deadline.
+//! the authorizer in `authorizer.rs`, statements run by `statement.rs`, and a progress
+//! handler that stops a statement at the request's deadline.
 //!
-//! Connections open on first use and close after [`IDLE_CLOSE`] without use, so a node
-//! with 1,000 tenants holds only the databases in use. SQLite calls block, so each
-//! database runs its statements on a thread of its own, never on an async worker.
-//!
-//! Nearly 500 lines because a third of it is the tests of the registry, the idle reaper
-//! and the worker thread, which need its private parts.
+//! Connections open on first use and close after [`IDLE_CLOSE`] without use (`reaper.rs`),
+//! so a node with 1,000 tenants holds only the databases in use. SQLite calls block, so
+//! each database runs its statements on a thread of its own (`worker.rs`), never on an
+//! async worker.
+
+mod reaper;
+mod worker;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -46,23 +47,15 @@ struct SqliteDb {
     path: PathBuf,
     max_bytes: u64,
     connection: Mutex<Option<Connection>>,
-    /// The queue of this database's own thread, which runs its statements one after
-    /// another. Under load the thread drains many queued statements in one go, where a
-    /// blocking-pool task per statement would cost two thread hand-offs each (and show
-    /// in the tail latency). `None` until first use; the thread ends when idle.
-    worker: Mutex<Option<mpsc::Sender<Job>>>,
+    /// The queue of this database's own thread (`worker.rs`). `None` until first use;
+    /// the thread ends when idle.
+    worker: Mutex<Option<mpsc::Sender<worker::Job>>>,
     last_used: Mutex<Instant>,
     /// When the running statement must stop: nanoseconds after [`clock_base`], 0 = none.
     deadline: Arc<AtomicU64>,
     /// Set while the host itself prepares statements (BEGIN/COMMIT of a batch).
     host_statement: Arc<AtomicBool>,
 }
-
-/// Work for a database's thread.
-type Job = Box<dyn FnOnce() + Send>;
-
-/// How long a database's thread waits for work before it ends.
-const WORKER_IDLE: Duration = Duration::from_secs(10);
 
 fn clock_base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
@@ -90,7 +83,7 @@ impl SqliteDatabases {
         let every = (idle_close / 4).max(Duration::from_millis(50));
         let spawned = std::thread::Builder::new()
             .name("outpost-sql-reaper".into())
-            .spawn(move || reap_idle(&weak, every));
+            .spawn(move || reaper::reap_idle(&weak, every));
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start the SQL idle reaper; connections stay open");
         }
@@ -125,32 +118,6 @@ impl SqliteDatabases {
                 })
             })
             .clone()
-    }
-}
-
-fn reap_idle(databases: &Weak<SqliteDatabases>, every: Duration) {
-    loop {
-        std::thread::sleep(every);
-        let Some(databases) = databases.upgrade() else {
-            return;
-        };
-        let all: Vec<Arc<SqliteDb>> = databases.lock().values().cloned().collect();
-        for db in all {
-            let idle = db
-                .last_used
-                .lock()
-                .map_or(Duration::ZERO, |at| at.elapsed());
-            if idle < databases.idle_close {
-                continue;
-            }
-            // try_lock: a database in use is not idle.
-            if let Ok(mut connection) = db.connection.try_lock()
-                && let Some(open) = connection.take()
-                && let Err((_, e)) = open.close()
-            {
-                tracing::warn!(path = %db.path.display(), error = %e, "closing an idle SQLite database failed");
-            }
-        }
     }
 }
 
@@ -201,35 +168,6 @@ impl SqliteDb {
             }),
         )?;
         Ok(connection)
-    }
-
-    /// Queues `job` for this database's thread, starting the thread if it is not
-    /// running (first use, or it ended idle or after a panic).
-    fn submit(&self, job: Job) -> Result<(), SqlError> {
-        let mut worker = self.worker.lock().unwrap_or_else(|e| e.into_inner());
-        let mut job = job;
-        if let Some(queue) = worker.as_ref() {
-            match queue.send(job) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::SendError(returned)) => job = returned,
-            }
-        }
-        let (queue, jobs) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("outpost-sql".into())
-            .spawn(move || {
-                while let Ok(job) = jobs.recv_timeout(WORKER_IDLE) {
-                    job();
-                }
-            })
-            .map_err(|e| {
-                SqlError::Unavailable(format!("cannot start the database's thread: {e}"))
-            })?;
-        queue
-            .send(job)
-            .map_err(|_| SqlError::Unavailable("the database's thread ended at once".into()))?;
-        *worker = Some(queue);
-        Ok(())
     }
 
     /// Runs `work` on this database's connection (opening it if closed) with the
@@ -298,13 +236,10 @@ impl SqliteDb {
 #[async_trait]
 impl SqlDatabase for Arc<SqliteDb> {
     async fn transaction(&self, step: TransactionStep) -> Result<(), SqlError> {
-        let limits = StatementLimits {
-            deadline: None,
-            max_result_bytes: 0,
-        };
-        self.on_thread(limits, move |connection, host_statement, _| {
-            transaction_step(connection, host_statement, step)
-        })
+        self.on_thread(
+            StatementLimits::NONE,
+            move |connection, host_statement, _| transaction_step(connection, host_statement, step),
+        )
         .await
     }
 
@@ -333,12 +268,12 @@ impl SqlDatabase for Arc<SqliteDb> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::path::Path;
 
     use super::*;
 
-    fn database(dir: &Path) -> Arc<SqliteDb> {
+    pub(super) fn database(dir: &Path) -> Arc<SqliteDb> {
         SqliteDatabases::with_idle_close(dir.to_path_buf(), Duration::from_millis(200)).database(
             "t",
             "DB",
@@ -346,7 +281,7 @@ mod tests {
         )
     }
 
-    fn exec(db: &SqliteDb, sql: &str) -> Result<StatementResult, SqlError> {
+    pub(super) fn exec(db: &SqliteDb, sql: &str) -> Result<StatementResult, SqlError> {
         db.with_connection(None, |connection, _| {
             run(connection, sql, Vec::new(), &mut Budget::new(1 << 20))
         })
@@ -463,46 +398,5 @@ mod tests {
             .await
             .expect("count");
         assert!(matches!(count.rows[0][0], Value::Integer(0)));
-    }
-
-    #[test]
-    fn idle_connections_close_and_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let dbs =
-            SqliteDatabases::with_idle_close(dir.path().to_path_buf(), Duration::from_millis(200));
-        let db = dbs.database("t", "DB", 1 << 30);
-        exec(&db, "CREATE TABLE t (x)").expect("create");
-        assert_eq!(dbs.open_count(), 1);
-        let waited = Instant::now();
-        while dbs.open_count() > 0 {
-            assert!(
-                waited.elapsed() < Duration::from_secs(10),
-                "the idle connection was never closed"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        exec(&db, "INSERT INTO t VALUES (1)").expect("reopens on use");
-        assert_eq!(dbs.open_count(), 1);
-    }
-
-    #[test]
-    fn a_database_thread_that_ended_is_started_again() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = database(dir.path());
-        let run = |db: &Arc<SqliteDb>| {
-            let (reply, answer) = mpsc::channel();
-            db.submit(Box::new(move || {
-                let _ = reply.send(std::thread::current().id());
-            }))
-            .expect("submitted");
-            answer
-                .recv_timeout(Duration::from_secs(10))
-                .expect("the job ran")
-        };
-        let first = run(&db);
-        assert_eq!(run(&db), first, "one thread serves the database while busy");
-        // As if the thread had ended idle: its queue's receiving end is gone.
-        *db.worker.lock().expect("lock") = Some(mpsc::channel().0);
-        assert_ne!(run(&db), first, "a new thread took over");
     }
 }
