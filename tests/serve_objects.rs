@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use http::Method;
-use support::{Node, free_port, tenant};
+use support::{Launched, Node, tenant};
 
 const HOST: &str = "objects.test";
 const TOKEN: &str = "objects-admin-token-4c1e";
@@ -27,20 +27,15 @@ fn counters(name: &str, host: &str, idle: &str, limits: &str) -> String {
     )
 }
 
-fn config(dir: &Path, addr: SocketAddr, admin: SocketAddr, tenants: &str) -> std::path::PathBuf {
-    let path = dir.join("outpost.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[node]\nid = \"objects\"\ndata_dir = \"data\"\nmax_instances = 100\n\n\
-             [server]\nlisten = \"{addr}\"\nadmin = {{ listen = \"{admin}\" }}\n\n{tenants}"
-        ),
-    )
-    .expect("write config");
-    path
+/// A node serving `tenants`, its admin API on (bearer [`TOKEN`]).
+async fn launch(tenants: &str) -> Launched {
+    support::launch_with_admin(TOKEN, 100, tenants).await
 }
 
-async fn start(dir: tempfile::TempDir, config: &Path, addr: SocketAddr) -> Node {
+/// SIGKILLs `node` and starts it again on the same data and port.
+async fn restart(node: Node, config: &Path) -> Node {
+    let addr = node.addr;
+    let dir = node.stop();
     Node::start_with_env(dir, config, addr, &[("OUTPOST_ADMIN_TOKEN", TOKEN)]).await
 }
 
@@ -51,15 +46,11 @@ async fn live_objects(admin: SocketAddr) -> f64 {
 
 #[tokio::test]
 async fn concurrent_increments_are_exact_and_survive_sigkill_and_eviction() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (addr, admin) = (free_port(), free_port());
-    let config = config(
-        dir.path(),
-        addr,
+    let Launched {
+        node,
         admin,
-        &counters("counters", HOST, "3s", ""),
-    );
-    let node = start(dir, &config, addr).await;
+        config,
+    } = launch(&counters("counters", HOST, "3s", "")).await;
 
     // 16 clients, 500 increments of one counter between them.
     let node = std::sync::Arc::new(node);
@@ -94,8 +85,7 @@ async fn concurrent_increments_are_exact_and_survive_sigkill_and_eviction() {
 
     // SIGKILL with the object live: every acknowledged increment is on disk.
     let node = std::sync::Arc::into_inner(node).expect("clients done");
-    let dir = node.stop();
-    let node = start(dir, &config, addr).await;
+    let node = restart(node, &config).await;
     assert_eq!(node.get(HOST, "/counter/hits").await.body, "500");
     assert_eq!(node.get(HOST, "/counter/hits/events").await.body, "2");
 
@@ -108,16 +98,13 @@ async fn concurrent_increments_are_exact_and_survive_sigkill_and_eviction() {
 
 #[tokio::test]
 async fn a_looping_or_hoarding_object_fails_only_its_own_event() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (addr, admin) = (free_port(), free_port());
     let limits = "limits = { cpu = \"100ms\", memory = \"32MiB\", timeout = \"5s\" }";
     let tenants = format!(
         "{}{}",
         counters("counters", HOST, "30s", limits),
         tenant("hello", "hello", &["hello.test"], "")
     );
-    let config = config(dir.path(), addr, admin, &tenants);
-    let node = start(dir, &config, addr).await;
+    let Launched { node, .. } = launch(&tenants).await;
     for _ in 0..3 {
         node.call(Method::POST, HOST, "/counter/victim", "").await;
     }
@@ -151,15 +138,12 @@ async fn a_looping_or_hoarding_object_fails_only_its_own_event() {
 
 #[tokio::test]
 async fn objects_are_per_tenant_and_ids_stay_in_their_namespace() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (addr, admin) = (free_port(), free_port());
     let tenants = format!(
         "{}{}",
         counters("alpha", "alpha.test", "30s", ""),
         counters("beta", "beta.test", "30s", "")
     );
-    let config = config(dir.path(), addr, admin, &tenants);
-    let node = start(dir, &config, addr).await;
+    let Launched { node, .. } = launch(&tenants).await;
 
     node.call(Method::POST, "alpha.test", "/counter/same", "")
         .await;
@@ -211,15 +195,7 @@ async fn wait_for_body(node: &Node, path: &str, expected: &str) {
 
 #[tokio::test]
 async fn an_alarm_set_before_a_sigkill_fires_after_the_restart_and_failures_are_retried() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (addr, admin) = (free_port(), free_port());
-    let config = config(
-        dir.path(),
-        addr,
-        admin,
-        &counters("counters", HOST, "30s", ""),
-    );
-    let node = start(dir, &config, addr).await;
+    let Launched { node, config, .. } = launch(&counters("counters", HOST, "30s", "")).await;
 
     // Set 1.5 s ahead, then killed before it is due.
     let set = node
@@ -231,8 +207,7 @@ async fn an_alarm_set_before_a_sigkill_fires_after_the_restart_and_failures_are_
         pending.parse::<u64>().is_ok(),
         "the alarm is set: {pending}"
     );
-    let dir = node.stop();
-    let node = start(dir, &config, addr).await;
+    let node = restart(node, &config).await;
     wait_for_body(&node, "/counter/late/alarms", "1 0").await;
     assert_eq!(node.get(HOST, "/counter/late/alarm").await.body, "none");
 
@@ -253,18 +228,50 @@ async fn an_alarm_set_before_a_sigkill_fires_after_the_restart_and_failures_are_
     );
 }
 
+/// Alarms due together run a few at a time (`ALARMS_AT_ONCE`, 32): with 96 due in the same
+/// millisecond, each taking 300 ms, and room for only 40 live objects, each runs once and
+/// none fails (all at once, most would find the tenant at its live-objects limit: 503,
+/// then a retry).
+#[tokio::test]
+async fn a_burst_of_alarms_due_together_runs_each_once() {
+    const ALARMS: usize = 96;
+    let limits = "limits = { live_objects = 40 }";
+    let Launched { node, .. } = launch(&counters("counters", HOST, "30s", limits)).await;
+    let due = Instant::now() + Duration::from_secs(4);
+    for i in 0..ALARMS {
+        let in_ms = due.saturating_duration_since(Instant::now()).as_millis();
+        assert!(in_ms > 0, "setting the alarms took longer than 4 s");
+        let set = node
+            .call(
+                Method::POST,
+                HOST,
+                &format!("/counter/burst{i}/alarm?in_ms={in_ms}&hold_ms=300"),
+                "",
+            )
+            .await;
+        assert_eq!((set.status, set.body.as_str()), (200, "set"), "alarm {i}");
+    }
+    for i in 0..ALARMS {
+        // "1 0": ran once, on its first attempt.
+        wait_for_body(&node, &format!("/counter/burst{i}/alarms"), "1 0").await;
+    }
+    assert!(
+        !node.logs().contains("alarm failed"),
+        "no alarm of the burst failed:\n{}",
+        node.logs()
+    );
+}
+
 #[tokio::test]
 async fn the_rate_limiter_allows_exactly_its_limit_per_key_under_concurrency() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (addr, admin) = (free_port(), free_port());
     let limiter = tenant(
         "limiter",
         "rate-limiter-object",
         &["limit.test"],
         "durable_objects = { LIMITERS = { class = \"RateLimiter\" } }",
     );
-    let config = config(dir.path(), addr, admin, &limiter);
-    let node = std::sync::Arc::new(start(dir, &config, addr).await);
+    let Launched { node, .. } = launch(&limiter).await;
+    let node = std::sync::Arc::new(node);
 
     // 8 clients, 120 requests for one key between them: exactly 100 pass.
     let mut clients = Vec::new();
@@ -308,15 +315,7 @@ async fn the_rate_limiter_allows_exactly_its_limit_per_key_under_concurrency() {
 
 #[tokio::test]
 async fn a_deploy_replaces_live_objects_and_keeps_their_storage() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (addr, admin) = (free_port(), free_port());
-    let config = config(
-        dir.path(),
-        addr,
-        admin,
-        &counters("counters", HOST, "30s", ""),
-    );
-    let node = start(dir, &config, addr).await;
+    let Launched { node, admin, .. } = launch(&counters("counters", HOST, "30s", "")).await;
     for _ in 0..2 {
         node.call(Method::POST, HOST, "/counter/kept", "").await;
     }
@@ -345,15 +344,13 @@ async fn a_deploy_replaces_live_objects_and_keeps_their_storage() {
 
 #[tokio::test]
 async fn a_tenant_at_its_live_objects_limit_retires_the_least_recently_used() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (addr, admin) = (free_port(), free_port());
-    let config = config(
-        dir.path(),
-        addr,
-        admin,
-        &counters("counters", HOST, "60s", "limits = { live_objects = 2 }"),
-    );
-    let node = start(dir, &config, addr).await;
+    let Launched { node, admin, .. } = launch(&counters(
+        "counters",
+        HOST,
+        "60s",
+        "limits = { live_objects = 2 }",
+    ))
+    .await;
     for name in ["first", "second", "first"] {
         node.call(Method::POST, HOST, &format!("/counter/{name}"), "")
             .await;
@@ -372,15 +369,7 @@ async fn a_tenant_at_its_live_objects_limit_retires_the_least_recently_used() {
 
 #[tokio::test]
 async fn object_storage_lists_deletes_runs_sql_and_transactions() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (addr, admin) = (free_port(), free_port());
-    let config = config(
-        dir.path(),
-        addr,
-        admin,
-        &counters("counters", HOST, "30s", ""),
-    );
-    let node = start(dir, &config, addr).await;
+    let Launched { node, .. } = launch(&counters("counters", HOST, "30s", "")).await;
     let tour = node
         .call(Method::POST, HOST, "/counter/tour/storage", "")
         .await;

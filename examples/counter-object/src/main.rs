@@ -7,8 +7,9 @@
 //!   has run (1 after it starts again: after idling, a deploy or a limit hit).
 //! - `GET /counter/NAME/id` answers the object's id; `GET /id?string=ID` takes an id back
 //!   (400 for an id of another class or tenant).
-//! - `POST /counter/NAME/alarm?in_ms=N[&fail=K]` sets the object's alarm N ms ahead (its
-//!   first K runs fail, to show retries); `GET .../alarm` answers when it is set for (ms)
+//! - `POST /counter/NAME/alarm?in_ms=N[&fail=K][&hold_ms=H]` sets the object's alarm N ms
+//!   ahead (its first K runs fail, to show retries; each run takes H ms, to show how many
+//!   run at once); `GET .../alarm` answers when it is set for (ms)
 //!   or `none`; `GET .../alarms` answers how many alarms ran and the last retry count.
 //! - `POST /counter/NAME/spin` and `/grow` loop and allocate inside the object, to show a
 //!   limit ends that object's event only.
@@ -92,6 +93,7 @@ impl DurableObject for Counter {
                 };
                 let at = SystemTime::now() + Duration::from_millis(number("in_ms")?);
                 storage.put_json("fail_left", &number("fail")?).await?;
+                storage.put_json("hold_ms", &number("hold_ms")?).await?;
                 storage.set_alarm(at).await?;
                 Ok(Response::text("set"))
             }
@@ -146,6 +148,9 @@ impl DurableObject for Counter {
             storage.put_json("fail_left", &(fail_left - 1)).await?;
             return Err(Error::internal("this alarm was told to fail"));
         }
+        // A slow alarm, to show how many run at once.
+        let hold_ms: u64 = storage.get_json("hold_ms").await?.unwrap_or(0);
+        outpost_sdk::sleep(Duration::from_millis(hold_ms)).await;
         let ran: u64 = storage.get_json("alarms_ran").await?.unwrap_or(0);
         storage.put_json("alarms_ran", &(ran + 1)).await?;
         storage.put_json("last_retry", &info.retry_count).await?;

@@ -1,6 +1,7 @@
 //! One live object: the task that owns its instance and runs its events in order.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use outpost_bindings::objects::{ObjectNamespace, ObjectSelf, ObjectStorage};
@@ -24,14 +25,23 @@ struct Live {
     fuel: u64,
 }
 
+/// What the directory and an object's task share.
+pub(super) struct Signals {
+    /// Asks the task to end once its queue is empty.
+    pub retire: Arc<Notify>,
+    /// Events queued or running; the task counts each down as it ends.
+    pub in_flight: Arc<AtomicUsize>,
+}
+
 /// Runs the object at `key` until it has had no event for `idle`.
 pub(super) async fn run(
     directory: Arc<ObjectDirectory>,
     key: ObjectKey,
     idle: Duration,
     mut events: mpsc::Receiver<Event>,
-    retire: Arc<Notify>,
+    signals: Signals,
 ) {
+    let Signals { retire, in_flight } = signals;
     let mut live: Option<Live> = None;
     loop {
         let event = tokio::select! {
@@ -53,9 +63,9 @@ pub(super) async fn run(
         let current = match live.take() {
             Some(kept) if kept.serial == event.version.serial => Some(kept),
             replaced => {
-                if let Some(old) = replaced {
+                if let Some(mut old) = replaced {
                     tracing::info!(tenant = %key.tenant, object = %key.id, "object replaced by a new version of its tenant");
-                    end(old).await;
+                    end_event(&mut old).await;
                 }
                 None
             }
@@ -73,9 +83,10 @@ pub(super) async fn run(
                 event.scope.instance_exited();
             }
         }
+        in_flight.fetch_sub(1, Ordering::SeqCst);
     }
-    if let Some(kept) = live {
-        end(kept).await;
+    if let Some(mut kept) = live {
+        end_event(&mut kept).await;
     }
     tracing::debug!(tenant = %key.tenant, object = %key.id, "object evicted after {idle:?} idle");
 }
@@ -142,7 +153,7 @@ async fn handle(mut live: Live, event: Event) -> Option<Live> {
                     tracing::warn!(tenant = %scope.tenant, request_id = %scope.id, "object failed: {error:?}")
                 }
             }
-            end(live).await;
+            end_event(&mut live).await;
             None
         }
     };
@@ -192,15 +203,10 @@ async fn run_event(
 }
 
 /// Ends the event in the object's storage: a transaction left open is rolled back (the
-/// database connection outlives the instance).
+/// database connection outlives the instance, which is dropped after this when it ends).
 async fn end_event(live: &mut Live) {
     if let Some(object) = &live.store.data().object {
         let storage: &ObjectStorage = &object.storage;
         storage.end_event().await;
     }
-}
-
-/// Drops an object's instance.
-async fn end(mut live: Live) {
-    end_event(&mut live).await;
 }

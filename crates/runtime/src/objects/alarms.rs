@@ -9,11 +9,17 @@ use http_body_util::{BodyExt, Empty};
 use outpost_bindings::objects::{
     ALARM_ATTEMPT_HEADER, ALARM_RETRIES, AlarmIndex, DueAlarm, EVENT_HEADER, NextAlarm,
 };
+use tokio::sync::Semaphore;
 
 use super::TenantObjects;
 
 /// How long to wait before reading the alarm table again after it failed.
 const TABLE_RETRY: Duration = Duration::from_secs(5);
+/// A tenant's alarms running at once, at most (and at most half its `live_objects`, so
+/// requests find room too). A burst (10,000 alarms set for the same second, or due
+/// together after the node was down) runs this many at a time, the rest as these finish,
+/// instead of all at once against the tenant's live-objects limit and failing into retries.
+pub(crate) const ALARMS_AT_ONCE: usize = 32;
 
 /// Starts `objects`' scheduler on `runtime`.
 pub(super) fn start(objects: &Arc<TenantObjects>, runtime: Option<&tokio::runtime::Handle>) {
@@ -41,18 +47,31 @@ fn now_ms() -> i64 {
 }
 
 async fn schedule(objects: Weak<TenantObjects>, alarms: Arc<AlarmIndex>) {
-    let tenant = match objects.upgrade() {
-        Some(objects) => objects.version.instances().name.clone(),
+    let (tenant, at_once) = match objects.upgrade() {
+        Some(objects) => {
+            let instances = objects.version.instances();
+            let half = (instances.limits.live_objects as usize).div_ceil(2);
+            (instances.name.clone(), half.clamp(1, ALARMS_AT_ONCE))
+        }
         None => return,
     };
     // Events that were running when the node stopped run again.
     if let Err(error) = alarms.release_claims().await {
         tracing::warn!(%tenant, "alarms: {error}");
     }
+    let running = Arc::new(Semaphore::new(at_once));
     loop {
+        // Claimed only with a free place, so a waiting alarm stays unclaimed.
+        let Ok(place) = running.clone().acquire_owned().await else {
+            return;
+        };
         match alarms.next().await {
-            Ok(NextAlarm::None) => alarms.changed(Duration::from_secs(3600)).await,
+            Ok(NextAlarm::None) => {
+                drop(place);
+                alarms.changed(Duration::from_secs(3600)).await;
+            }
             Ok(NextAlarm::At(at_ms)) => {
+                drop(place);
                 let wait = Duration::from_millis(at_ms.saturating_sub(now_ms()).max(0) as u64);
                 alarms.changed(wait).await;
             }
@@ -60,9 +79,14 @@ async fn schedule(objects: Weak<TenantObjects>, alarms: Arc<AlarmIndex>) {
                 let Some(objects) = objects.upgrade() else {
                     return;
                 };
-                tokio::spawn(fire(objects, alarms.clone(), due));
+                let alarms = alarms.clone();
+                tokio::spawn(async move {
+                    fire(objects, alarms, due).await;
+                    drop(place);
+                });
             }
             Err(error) => {
+                drop(place);
                 tracing::warn!(%tenant, "alarms: reading the alarm table failed: {error}");
                 alarms.changed(TABLE_RETRY).await;
             }

@@ -15,7 +15,7 @@ mod sockets;
 pub use sockets::ClaimedSocket;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,9 @@ struct LiveObject {
     retire: Arc<Notify>,
     retiring: bool,
     last_event: Instant,
+    /// Events queued or running: idle (a candidate to retire) only at 0. An empty queue
+    /// is not enough, as the running event has left it.
+    in_flight: Arc<AtomicUsize>,
 }
 
 /// Why an event was not queued.
@@ -125,6 +128,7 @@ impl ObjectDirectory {
             Some(object) => match object.queue.try_send(event) {
                 Ok(()) => {
                     object.last_event = Instant::now();
+                    object.in_flight.fetch_add(1, Ordering::SeqCst);
                     return Ok(());
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => return Err(Refused::Overloaded),
@@ -143,7 +147,7 @@ impl ObjectDirectory {
                 .filter(|(other, object)| {
                     other.tenant == key.tenant
                         && !object.retiring
-                        && object.queue.capacity() == OBJECT_QUEUE_DEPTH
+                        && object.in_flight.load(Ordering::SeqCst) == 0
                 })
                 .min_by_key(|(_, object)| object.last_event);
             let Some((_, victim)) = idle else {
@@ -157,6 +161,7 @@ impl ObjectDirectory {
         // A fresh queue has room for the first event.
         let _ = queue.try_send(event);
         let retire = Arc::new(Notify::new());
+        let in_flight = Arc::new(AtomicUsize::new(1));
         live.insert(
             key.clone(),
             LiveObject {
@@ -164,9 +169,11 @@ impl ObjectDirectory {
                 retire: retire.clone(),
                 retiring: false,
                 last_event: Instant::now(),
+                in_flight: in_flight.clone(),
             },
         );
-        tokio::spawn(actor::run(self.clone(), key, idle, events, retire));
+        let signals = actor::Signals { retire, in_flight };
+        tokio::spawn(actor::run(self.clone(), key, idle, events, signals));
         Ok(())
     }
 
