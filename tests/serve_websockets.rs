@@ -5,12 +5,11 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{Node, free_port, metric, tenant, wait_for_metric};
+use support::{Launched, Node, metric, tenant, wait_for_metric};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -25,30 +24,13 @@ struct Room {
 }
 
 async fn start(class_keys: &str) -> Room {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (addr, admin) = (free_port(), free_port());
     let rooms = tenant(
         "rooms",
         "doc-room",
         &["/rooms"],
         &format!("durable_objects = {{ ROOMS = {{ class = \"DocRoom\"{class_keys} }} }}"),
     );
-    let config = dir.path().join("outpost.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[node]\nid = \"ws\"\ndata_dir = \"data\"\nmax_instances = 100\n\n\
-             [server]\nlisten = \"{addr}\"\nadmin = {{ listen = \"{admin}\" }}\n\n{rooms}"
-        ),
-    )
-    .expect("write config");
-    let node = Node::start_with_env(
-        dir,
-        Path::new(&config),
-        addr,
-        &[("OUTPOST_ADMIN_TOKEN", TOKEN)],
-    )
-    .await;
+    let Launched { node, admin, .. } = support::launch_with_admin(TOKEN, 100, &rooms).await;
     Room { node, admin }
 }
 

@@ -101,6 +101,34 @@ pub fn write_config_full(
     (path, addr)
 }
 
+/// A node started by [`launch_with_admin`]: its admin API's address and its config file.
+#[allow(dead_code, reason = "not every test binary calls the admin API")]
+pub struct Launched {
+    pub node: Node,
+    pub admin: SocketAddr,
+    pub config: PathBuf,
+}
+
+/// Starts a node on a fresh directory serving `tenants` with `max_instances` slots, its
+/// admin API on with bearer `token`.
+#[allow(dead_code, reason = "not every test binary calls the admin API")]
+pub async fn launch_with_admin(token: &str, max_instances: u32, tenants: &str) -> Launched {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let admin = free_port();
+    let (config, addr) = write_config_full(
+        dir.path(),
+        max_instances,
+        &format!("admin = {{ listen = \"{admin}\" }}"),
+        tenants,
+    );
+    let node = Node::start_with_env(dir, &config, addr, &[("OUTPOST_ADMIN_TOKEN", token)]).await;
+    Launched {
+        node,
+        admin,
+        config,
+    }
+}
+
 /// A byte count from `/proc/PID/status` (`VmRSS`, `VmSwap`: given there in kB).
 #[allow(dead_code, reason = "not every test binary measures the node")]
 pub fn proc_status_bytes(pid: u32, field: &str) -> u64 {
