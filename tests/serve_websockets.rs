@@ -117,6 +117,24 @@ async fn three_clients_hear_each_other_in_order_and_a_returning_one_gets_the_doc
     assert_eq!(init["state"], json!({ "text": "Hi!", "version": 3 }));
     let state = room.node.get("any.test", "/rooms/doc-42/state").await;
     assert_eq!(state.json(), json!({ "text": "Hi!", "version": 3 }));
+
+    // A message larger than the node's 4 KiB read buffer arrives whole.
+    let long = "y".repeat(20 * 1024);
+    insert(&mut a, 0, &long).await;
+    for (socket, kind) in [(&mut a, "ack"), (&mut b, "operation")] {
+        // Past the presence of cy's return.
+        let mut message = next(socket).await;
+        while message["type"] == "presence" {
+            message = next(socket).await;
+        }
+        assert_eq!(
+            (message["type"].as_str(), &message["version"]),
+            (Some(kind), &json!(4))
+        );
+        if kind == "operation" {
+            assert_eq!(message["operation"]["insert"]["text"], long.as_str());
+        }
+    }
 }
 
 #[tokio::test]

@@ -24,6 +24,8 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 
 use super::{ObjectDirectory, ObjectKey};
 
+/// Bytes a socket reads at once (and holds while idle).
+const SOCKET_READ_BUFFER: usize = 4096;
 /// Messages queued for one socket and not yet written; more are refused to the guest.
 const OUTBOX_DEPTH: usize = 256;
 /// An accepted socket whose upgrade the node never completes is forgotten after this.
@@ -328,7 +330,10 @@ impl ObjectDirectory {
                     .map(|n| n.max_message as usize)
             })
             .unwrap_or(1 << 20);
+        // tungstenite's 128 KiB default read buffer is zero-filled on the first read, so
+        // each idle socket would hold 128 KiB resident; a larger message grows it as needed.
         let config = WebSocketConfig::default()
+            .read_buffer_size(SOCKET_READ_BUFFER)
             .max_message_size(Some(max_message))
             .max_frame_size(Some(max_message));
         let stream = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
