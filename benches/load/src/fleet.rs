@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use outpost_fleet::testing::NatsCluster;
 
-use crate::Harness;
 use crate::servers::{Server, free_addr, request};
+use crate::{ADMIN_TOKEN, ADMIN_TOKEN_ENV, Harness};
 
-const TOKEN: &str = "bench-admin-token-0123456789";
 const DEPLOYS: usize = 22;
 const WRITES: usize = 300;
 const STALENESS_SAMPLES: usize = 100;
@@ -26,9 +25,6 @@ struct FleetNode {
 impl Harness {
     pub(crate) fn fleet(&mut self) -> anyhow::Result<()> {
         println!("fleet: three nodes on a three-server NATS JetStream cluster");
-        // SAFETY: no other thread exists yet (the harness runs its load generators as
-        // processes, and the runtime below starts after this); the nodes read the token.
-        unsafe { std::env::set_var("OUTPOST_BENCH_ADMIN_TOKEN", TOKEN) };
         let runtime = tokio::runtime::Runtime::new()?;
         let cluster = runtime.block_on(NatsCluster::start(3));
         let nodes = (0..3)
@@ -53,7 +49,7 @@ impl Harness {
                 "PUT",
                 "admin",
                 "/tenants/app/component",
-                &[("Authorization", &format!("Bearer {TOKEN}"))],
+                &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))],
                 wasm,
             )?;
             if status != 200 {
@@ -161,7 +157,7 @@ impl Harness {
         let data = self.work.join(format!("fleet/node{i}/data"));
         let _ = std::fs::remove_dir_all(&data);
         let tenants = format!(
-            "[server.admin]\nlisten = \"{admin}\"\ntoken_env = \"OUTPOST_BENCH_ADMIN_TOKEN\"\n\n\
+            "[server.admin]\nlisten = \"{admin}\"\ntoken_env = \"{ADMIN_TOKEN_ENV}\"\n\n\
              [fleet]\nnats = [{urls}]\nname = \"bench\"\nreplicas = 3\n\n\
              [[tenant]]\nname = \"app\"\ncomponent = {hello:?}\nroutes = [\"app.test\"]\n\n\
              [[tenant]]\nname = \"global\"\ncomponent = {counter:?}\nroutes = [\"global.test\"]\n\

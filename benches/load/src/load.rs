@@ -32,9 +32,31 @@ struct WrkJson {
     p999_us: u64,
 }
 
+/// How each request differs from wrk's default `GET url` (read by `report.lua`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shape {
+    /// Another method than GET.
+    pub method: Option<&'static str>,
+    /// Append a random number from 1 to this to the path of each request.
+    pub spread: Option<u32>,
+}
+
 /// A wrk command for `url` with `Host: host`.
-fn wrk(script: &Path, url: &str, host: &str, connections: u32, duration: Duration) -> Command {
+fn wrk(
+    script: &Path,
+    url: &str,
+    host: &str,
+    connections: u32,
+    duration: Duration,
+    shape: Shape,
+) -> Command {
     let mut command = Command::new("taskset");
+    if let Some(method) = shape.method {
+        command.env("OUTPOST_BENCH_METHOD", method);
+    }
+    if let Some(spread) = shape.spread {
+        command.env("OUTPOST_BENCH_SPREAD", spread.to_string());
+    }
     command
         .args(["-c", LOAD_CORE, "wrk", "-t1"])
         .arg(format!("-c{connections}"))
@@ -53,8 +75,9 @@ pub fn run(
     host: &str,
     connections: u32,
     duration: Duration,
+    shape: Shape,
 ) -> anyhow::Result<Measured> {
-    let output = wrk(script, url, host, connections, duration)
+    let output = wrk(script, url, host, connections, duration, shape)
         .output()
         .context("cannot run wrk")?;
     parse(&String::from_utf8_lossy(&output.stdout))
@@ -67,8 +90,9 @@ pub fn spawn(
     host: &str,
     connections: u32,
     duration: Duration,
+    shape: Shape,
 ) -> anyhow::Result<Child> {
-    wrk(script, url, host, connections, duration)
+    wrk(script, url, host, connections, duration, shape)
         .stdout(Stdio::piped())
         .spawn()
         .context("cannot run wrk")

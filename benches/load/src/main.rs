@@ -17,6 +17,7 @@ mod h2frames;
 mod h2scenario;
 mod load;
 mod native;
+mod objects;
 mod report;
 mod scenarios;
 mod servers;
@@ -30,7 +31,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use clap::Parser;
-use load::{CONNECTIONS, Measured};
+use load::{CONNECTIONS, Measured, Shape};
 use servers::{Server, free_addr};
 use tools::Tools;
 
@@ -38,6 +39,10 @@ use tools::Tools;
 const WARMUP: Duration = Duration::from_secs(2);
 /// Runs per start-up measurement; the median is reported.
 const START_RUNS: usize = 5;
+/// The admin token of the nodes whose admin API a scenario calls, and the variable that
+/// carries it to them (set once, before any thread starts).
+const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
+const ADMIN_TOKEN_ENV: &str = "OUTPOST_BENCH_ADMIN_TOKEN";
 
 #[derive(Debug, Serialize)]
 struct Row {
@@ -60,7 +65,7 @@ enum Peer {
 #[derive(Parser)]
 struct Args {
     /// Scenarios to run, comma-separated: hello, stores, router, cold, density, noisy, edge,
-    /// fleet, h2-attacks, soak.
+    /// objects, fleet, h2-attacks, soak.
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Seconds of load per measurement.
@@ -120,6 +125,8 @@ fn main() -> anyhow::Result<()> {
         };
     }
     let args = Args::parse_from(std::iter::once("outpost-bench".to_string()).chain(args));
+    // SAFETY: no other thread exists yet; the nodes started later read it.
+    unsafe { std::env::set_var(ADMIN_TOKEN_ENV, ADMIN_TOKEN) };
     let duration = Duration::from_secs(args.duration);
     let wants = |name: &str| {
         args.only
@@ -155,6 +162,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wants("edge") {
         harness.edge()?;
+    }
+    if wants("objects") {
+        harness.objects()?;
     }
     if wants("fleet") {
         harness.fleet()?;
@@ -318,9 +328,27 @@ impl Harness {
 
     /// Warms up, then measures `host` on `server`.
     fn measure(&self, server: &Server, host: &str, path: &str) -> anyhow::Result<Measured> {
+        self.measure_shaped(server, host, path, Shape::default())
+    }
+
+    /// Warms up, then measures `host` on `server` with requests of `shape`.
+    fn measure_shaped(
+        &self,
+        server: &Server,
+        host: &str,
+        path: &str,
+        shape: Shape,
+    ) -> anyhow::Result<Measured> {
         let url = format!("http://{}{path}", server.addr);
-        load::run(&self.wrk_script, &url, host, CONNECTIONS, WARMUP)?;
-        load::run(&self.wrk_script, &url, host, CONNECTIONS, self.duration)
+        load::run(&self.wrk_script, &url, host, CONNECTIONS, WARMUP, shape)?;
+        load::run(
+            &self.wrk_script,
+            &url,
+            host,
+            CONNECTIONS,
+            self.duration,
+            shape,
+        )
     }
 
     fn record_load(

@@ -225,20 +225,16 @@ impl Harness {
                 md,
                 "### noisy neighbour: hello while 8 connections loop on another tenant's `/spin` (cpu = 50ms)\n\n| load | req/s | p50 ms | p99 ms | p99.9 ms | errors | node peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|"
             );
-            for row in rows("noisy") {
-                let load = row.load.as_ref().expect("noisy rows carry load");
-                let _ = writeln!(
-                    md,
-                    "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.0} |",
-                    row.server,
-                    load.rps,
-                    load.p50_ms,
-                    load.p99_ms,
-                    load.p999_ms,
-                    load.errors,
-                    row.rss_mib
-                );
-            }
+            load_rows(&mut md, rows("noisy"));
+            md.push('\n');
+        }
+        if rows("objects").next().is_some() {
+            let _ = writeln!(
+                md,
+                "### objects: Durable Objects (examples/counter-object, rate-limiter-object), {CONNECTIONS} connections, {} s\n\n| load | req/s | p50 ms | p99 ms | p99.9 ms | errors | node peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|",
+                self.duration.as_secs()
+            );
+            load_rows(&mut md, rows("objects"));
             md.push('\n');
         }
         if rows("edge").next().is_some() {
@@ -270,6 +266,20 @@ impl Harness {
             let _ = writeln!(md, "{note}");
         }
         md
+    }
+}
+
+/// Table rows of load runs: label, req/s, p50, p99, p99.9, errors, peak RSS.
+fn load_rows<'a>(md: &mut String, rows: impl Iterator<Item = &'a crate::Row>) {
+    for row in rows {
+        let Some(load) = row.load.as_ref() else {
+            continue;
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.0} |",
+            row.server, load.rps, load.p50_ms, load.p99_ms, load.p999_ms, load.errors, row.rss_mib
+        );
     }
 }
 

@@ -286,6 +286,7 @@ impl Harness {
             "spin.test",
             8,
             self.duration + WARMUP + Duration::from_secs(2),
+            load::Shape::default(),
         )?;
         std::thread::sleep(Duration::from_secs(1));
         let beside = self.measure(&server, "hello.test", "/")?;
