@@ -155,10 +155,19 @@ async fn over_the_concurrency_limit_is_503_with_retry_after() {
     let node = std::sync::Arc::new(node);
     let slow = tokio::spawn({
         let node = node.clone();
-        async move { node.get("x.test", "/sleep?ms=1000").await }
+        async move { node.get("x.test", "/sleep?ms=3000").await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let busy = node.get("x.test", "/ok").await;
+    // Until the slow request holds the one slot, `/ok` may still get it and answer 200.
+    let busy = loop {
+        let reply = node.get("x.test", "/ok").await;
+        if reply.status != 200 {
+            break reply;
+        }
+        assert!(
+            !slow.is_finished(),
+            "the slow request ended before any request met it holding the slot"
+        );
+    };
     assert_eq!((busy.status, busy.body.as_str()), (503, "tenant busy"));
     assert_eq!(busy.header("retry-after"), Some("1"));
     assert_eq!(slow.await.unwrap().status, 200);
