@@ -221,21 +221,18 @@ impl Harness {
             md.push('\n');
         }
         if rows("noisy").next().is_some() {
-            let _ = writeln!(
-                md,
-                "### noisy neighbour: hello while 8 connections loop on another tenant's `/spin` (cpu = 50ms)\n\n| load | req/s | p50 ms | p99 ms | p99.9 ms | errors | node peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|"
+            load_table(
+                &mut md,
+                "noisy neighbour: hello while 8 connections loop on another tenant's `/spin` (cpu = 50ms)",
+                rows("noisy"),
             );
-            load_rows(&mut md, rows("noisy"));
-            md.push('\n');
         }
         if rows("objects").next().is_some() {
-            let _ = writeln!(
-                md,
-                "### objects: Durable Objects (examples/counter-object, rate-limiter-object), {CONNECTIONS} connections, {} s\n\n| load | req/s | p50 ms | p99 ms | p99.9 ms | errors | node peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|",
+            let title = format!(
+                "objects: Durable Objects (examples/counter-object, rate-limiter-object), {CONNECTIONS} connections, {} s",
                 self.duration.as_secs()
             );
-            load_rows(&mut md, rows("objects"));
-            md.push('\n');
+            load_table(&mut md, &title, rows("objects"));
         }
         if rows("edge").next().is_some() {
             let _ = writeln!(
@@ -269,8 +266,13 @@ impl Harness {
     }
 }
 
-/// Table rows of load runs: label, req/s, p50, p99, p99.9, errors, peak RSS.
-fn load_rows<'a>(md: &mut String, rows: impl Iterator<Item = &'a crate::Row>) {
+/// A section `title` with a table of load runs: label, req/s, p50, p99, p99.9, errors,
+/// peak RSS.
+fn load_table<'a>(md: &mut String, title: &str, rows: impl Iterator<Item = &'a crate::Row>) {
+    let _ = writeln!(
+        md,
+        "### {title}\n\n| load | req/s | p50 ms | p99 ms | p99.9 ms | errors | node peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|"
+    );
     for row in rows {
         let Some(load) = row.load.as_ref() else {
             continue;
@@ -281,6 +283,7 @@ fn load_rows<'a>(md: &mut String, rows: impl Iterator<Item = &'a crate::Row>) {
             row.server, load.rps, load.p50_ms, load.p99_ms, load.p999_ms, load.errors, row.rss_mib
         );
     }
+    md.push('\n');
 }
 
 fn command_text(program: &str, args: &[&str]) -> String {

@@ -55,6 +55,15 @@ mod tests {
     use super::super::tests::exec;
     use super::*;
 
+    /// Waits (up to 10 s) for `done`, failing with `never`.
+    fn wait_until(never: &str, done: impl Fn() -> bool) {
+        let waited = Instant::now();
+        while !done() {
+            assert!(waited.elapsed() < Duration::from_secs(10), "{never}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     #[test]
     fn idle_connections_close_and_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -63,14 +72,9 @@ mod tests {
         let db = dbs.database("t", "DB", 1 << 30);
         exec(&db, "CREATE TABLE t (x)").expect("create");
         assert_eq!(dbs.open_count(), 1);
-        let waited = Instant::now();
-        while dbs.open_count() > 0 {
-            assert!(
-                waited.elapsed() < Duration::from_secs(10),
-                "the idle connection was never closed"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until("the idle connection was never closed", || {
+            dbs.open_count() == 0
+        });
         exec(&db, "INSERT INTO t VALUES (1)").expect("reopens on use");
         assert_eq!(dbs.open_count(), 1);
     }
@@ -86,14 +90,9 @@ mod tests {
         exec(&dropped, "CREATE TABLE t (x)").expect("create");
         exec(&dropped, "INSERT INTO t VALUES (7)").expect("insert");
         drop(dropped);
-        let waited = Instant::now();
-        while dbs.lock().len() > 1 {
-            assert!(
-                waited.elapsed() < Duration::from_secs(10),
-                "the unreferenced database was never forgotten"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until("the unreferenced database was never forgotten", || {
+            dbs.lock().len() == 1
+        });
         assert!(
             dbs.lock().contains_key("t/HELD"),
             "a database with a handle stays registered"
