@@ -278,8 +278,8 @@ pub unsafe fn reset_with_pagemap(
 
     // outpost: the scan resumes from `walk_end` whenever the region buffer fills, so
     // it stops early only when the `keep_resident` budget is spent, and it looks for
-    // every written page, present or not: a dirty page the kernel swapped out is
-    // `WRITTEN | SWAPPED` and must be reset like any other (wasmtime #14357).
+    // every written page, present or swapped out: a dirty page the kernel swapped out
+    // is `WRITTEN | SWAPPED` and must be reset like any other (wasmtime #14357).
     const MAX_REGIONS: usize = 32;
     let mut storage = [MaybeUninit::uninit(); MAX_REGIONS];
     let end = ptr.addr() + len.byte_count();
@@ -300,6 +300,12 @@ pub unsafe fn reset_with_pagemap(
                 // inverted above meaning we're searching for pages that specifically
                 // don't have those flags.
                 .category_mask(Categories::WRITTEN | Categories::PFNZERO | Categories::FILE)
+                // `WRITTEN` only means "not write-protected by userfaultfd": the kernel
+                // also reports empty page-table entries as written. Resetting those
+                // would memset, and so fault in, every untouched page that shares a
+                // page table with a touched one (a whole 1 MiB stack per request), so
+                // a page must also hold memory, in RAM or in swap.
+                .category_anyof_mask(Categories::PRESENT | Categories::SWAPPED)
                 // Don't return any categories back. This helps group regions together
                 // since the reported set of categories is always empty and we otherwise
                 // aren't looking for anything in particular.
