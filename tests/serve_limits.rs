@@ -153,20 +153,27 @@ async fn over_the_concurrency_limit_is_503_with_retry_after() {
     ))
     .await;
     let node = std::sync::Arc::new(node);
-    let slow = tokio::spawn({
+    let sleep_in_the_slot = || {
         let node = node.clone();
-        async move { node.get("x.test", "/sleep?ms=3000").await }
-    });
-    // Until the slow request holds the one slot, `/ok` may still get it and answer 200.
+        tokio::spawn(async move { node.get("x.test", "/sleep?ms=3000").await })
+    };
+    let mut slow = sleep_in_the_slot();
+    // Until the slow request holds the one slot, `/ok` may still get it and answer 200;
+    // and the slow request itself is refused if it arrives while an `/ok` holds it.
     let busy = loop {
         let reply = node.get("x.test", "/ok").await;
         if reply.status != 200 {
             break reply;
         }
-        assert!(
-            !slow.is_finished(),
-            "the slow request ended before any request met it holding the slot"
-        );
+        if slow.is_finished() {
+            let ended = slow.await.unwrap();
+            assert_eq!(
+                (ended.status, ended.body.as_str()),
+                (503, "tenant busy"),
+                "the slow request was served, and no request met it holding the slot"
+            );
+            slow = sleep_in_the_slot();
+        }
     };
     assert_eq!((busy.status, busy.body.as_str()), (503, "tenant busy"));
     assert_eq!(busy.header("retry-after"), Some("1"));
