@@ -9,10 +9,11 @@ mod cli;
 mod fleet_cli;
 mod serve;
 
-/// glibc's malloc is the default: in the soak (docs/security.md) mimalloc was about 3%
-/// faster on hello and KV reads but its RSS crept about 1 MiB a minute for as long as the
-/// node ran (its purge delay at 0 too), where glibc's stayed flat after warm-up. A node
-/// must hold steady for months; the `mimalloc` feature trades that for the 3%.
+/// glibc's malloc is the default: mimalloc was about 3% faster on hello and KV reads
+/// (wrk), but in the soak (docs/security.md) its RSS crept about 1 MiB a minute for as
+/// long as the node ran, its purge delay at 0 too, where glibc's stayed flat after
+/// warm-up. A node must hold steady for months; the `mimalloc` feature trades that for
+/// the 3%.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
